@@ -1,0 +1,1 @@
+"""Dataset loaders, download and checksums, and per-rank sharding."""

@@ -1,0 +1,1 @@
+"""Gradient aggregation schemes and cross-rank metric reductions."""

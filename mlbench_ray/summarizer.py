@@ -1,0 +1,175 @@
+"""The summarizer: gathers every trial's result, computes speedups and writes the results.
+
+`ResultStore` is a plain class; the sweep runs it as a named Ray actor (`Summarizer`) that lives as long
+as the sweep, on the node that runs the sweep command, so that the output folder is on that node. It
+rewrites results.json and the tables after every trial, each file atomically (write a temporary file,
+then rename), so results already written survive a crash of a later trial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from mlbench_ray.report.summary import (
+    DETAIL_COLUMNS,
+    render_csv,
+    render_markdown,
+    summarize_trials,
+    table_row,
+    worker_count_rows,
+)
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+TABLE_MARKDOWN = "table.md"
+TABLE_CSV = "table.csv"
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace NaN and infinities (not valid JSON) with their names as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a reader sees either the old or the new file, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def trial_label(job_name: str, workers: int, seed: int) -> str:
+    return f"{job_name} W={workers} seed={seed}"
+
+
+class ResultStore:
+    """Trial results of one sweep and the files made from them."""
+
+    def __init__(self, output_dir: str, header: dict[str, Any], trials: list[dict[str, Any]] | None = None):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.output_dir = Path(output_dir)
+        self.header = header
+        self.trials: list[dict[str, Any]] = list(trials or [])
+        self.epochs_seen: dict[str, int] = {}
+
+    def _name(self) -> str:
+        return str(self.header["job"]["name"])
+
+    def record_epoch(self, trial_key: dict[str, int], record: dict[str, Any]) -> None:
+        """Log one progress line for an epoch of a running trial."""
+        label = trial_label(self._name(), trial_key["workers"], trial_key["seed"])
+        max_epochs = self.header["job"]["max_epochs"]
+        metric_name = self.header["metric_name"]
+        logger.info(
+            "[%s] epoch %d/%d %s=%.4f val_loss=%.4f train_loss=%.4f lr=%.4g elapsed=%.1fs epoch=%.1fs "
+            "samples/s=%.0f",
+            label,
+            record["epoch"],
+            max_epochs,
+            metric_name,
+            record["metric"],
+            record["val_loss"],
+            record["train_loss"],
+            record["lr"],
+            record["elapsed_s"],
+            record["epoch_s"],
+            record["samples_per_s"],
+        )
+
+    def record_trial(self, result: dict[str, Any]) -> None:
+        """Store a finished trial (replacing an earlier result of the same worker count and seed)."""
+        key = (int(result["workers"]), int(result["seed"]))
+        self.trials = [t for t in self.trials if (int(t["workers"]), int(t["seed"])) != key]
+        self.trials.append(result)
+        self.trials.sort(key=lambda t: (int(t["workers"]), int(t["seed"])))
+        label = trial_label(self._name(), *key)
+        if result.get("status") == "converged":
+            logger.info(
+                "[%s] converged: time_to_goal_s=%.1f train_time_s=%.1f epochs=%d",
+                label,
+                result["time_to_goal_s"],
+                result["train_time_s"],
+                result["epochs"],
+            )
+        else:
+            logger.info(
+                "[%s] finished with status %s after %s epochs%s",
+                label,
+                result.get("status"),
+                result.get("epochs"),
+                f": {result['error']}" if result.get("error") else "",
+            )
+        self.write()
+
+    def has_trial(self, workers: int, seed: int) -> bool:
+        return any(int(t["workers"]) == workers and int(t["seed"]) == seed for t in self.trials)
+
+    def summary(self) -> dict[str, Any]:
+        return summarize_trials(self.trials)
+
+    def table_rows(self) -> list[dict[str, str]]:
+        header = self.header
+        return [
+            table_row(header["labels"], header["framework"], header["job"]["aggregation"], self.summary())
+        ]
+
+    def render_markdown(self) -> str:
+        """Return the comparison table, the per-worker-count detail and notes on the data."""
+        summary = self.summary()
+        dataset = self.header["dataset"]
+        notes = []
+        if dataset["verification"] == "synthetic":
+            notes.append(
+                "Dataset: SYNTHETIC random images (smoke run); these times say nothing about the real task."
+            )
+        elif dataset["verification"] == "not verified":
+            notes.append(f"Dataset: {dataset['label']} from {dataset['root']}, checksums NOT verified.")
+        else:
+            notes.append(f"Dataset: {dataset['label']} from {dataset['root']}, checksums verified.")
+        notes.append(
+            "Baseline: 1-worker wall-clock time to goal, evaluation included; speedup = baseline / time(W)."
+        )
+        return "\n".join(
+            [
+                render_markdown(self.table_rows()),
+                render_markdown(worker_count_rows(summary), DETAIL_COLUMNS),
+                *notes,
+                "",
+            ]
+        )
+
+    def write(self) -> None:
+        """Write results.json, table.md and table.csv, each atomically."""
+        document = {**self.header, "summary": self.summary(), "trials": self.trials}
+        write_atomically(self.output_dir / RESULTS_FILE, json.dumps(_json_safe(document), indent=2) + "\n")
+        write_atomically(self.output_dir / TABLE_MARKDOWN, self.render_markdown())
+        write_atomically(self.output_dir / TABLE_CSV, render_csv(self.table_rows()))
+
+    def ping(self) -> bool:
+        return True
+
+
+# The trial drivers and rank 0 of each trial find the actor by name; it holds no CPU.
+Summarizer = ray.remote(num_cpus=0, max_restarts=0)(ResultStore)

@@ -1,0 +1,377 @@
+"""The sweep command: validate a job, start or join Ray, run the trials, print the table.
+
+    python -m mlbench_ray.sweep --job jobs/cifar10-resnet20-allreduce.yaml
+    python -m mlbench_ray.sweep --job jobs/quickstart.yaml --workers 1,2 --light-goal --data-root /data
+
+Without RAY_ADDRESS (or --address) it starts a local Ray instance on 127.0.0.1; under `ray job submit`
+it joins the cluster. Exit status: 0 when every trial finished (converged or not), 1 when a trial
+failed, 2 for bad input (job file, data, output folder, resources), reported before any training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mlbench_ray.config import ConfigError, JobSpec, load_job, parse_int_list, parse_override
+from mlbench_ray.data.errors import DataError
+from mlbench_ray.summarizer import RESULTS_FILE, TABLE_CSV, TABLE_MARKDOWN
+
+logger = logging.getLogger("mlbench_ray.sweep")
+
+NAMESPACE = "mlbench_ray"
+DEFAULT_JOB = Path("jobs/quickstart.yaml")
+
+
+class SweepError(RuntimeError):
+    """Bad input found before training (output folder, resources); exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlbench_ray.sweep",
+        description="Train a benchmark task to its goal for each worker count and print the speedup table.",
+    )
+    parser.add_argument("--job", type=Path, default=DEFAULT_JOB, help="job file (YAML); default %(default)s")
+    parser.add_argument(
+        "--workers", help="worker counts to sweep, comma-separated, e.g. 1,2,4 (job: workers)"
+    )
+    parser.add_argument("--seeds", help="seeds, comma-separated, e.g. 0,1,2 (job: seeds)")
+    parser.add_argument(
+        "--light-goal", action="store_true", help="train to the light goal (job: goal.use_light)"
+    )
+    parser.add_argument("--max-epochs", type=int, help="epochs before a trial counts as not converged")
+    parser.add_argument("--dataset", help="cifar10, fashion_mnist or synthetic (job: data.dataset)")
+    parser.add_argument("--data-root", help="folder that holds the dataset (job: data.root)")
+    parser.add_argument(
+        "--download", action=argparse.BooleanOptionalAction, default=None, help="download missing data"
+    )
+    parser.add_argument(
+        "--verify-checksums",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="verify dataset checksums (job: data.verify_checksums)",
+    )
+    parser.add_argument("--aggregation", help="allreduce or ddp (job: aggregation)")
+    parser.add_argument("--cpus-per-worker", type=float, help="logical CPUs per worker")
+    parser.add_argument("--gpus-per-worker", type=float, help="GPUs per worker")
+    parser.add_argument("--output-dir", help="folder for results.json and tables (job: output.output_dir)")
+    parser.add_argument("--storage-path", help="Ray Train storage path (job: output.storage_path)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any job key by its dotted name, e.g. --set task_options.lr_per_worker=0.05",
+    )
+    parser.add_argument("--address", help="Ray cluster address; default RAY_ADDRESS, or a new local instance")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite", action="store_true", help="replace results already in the output folder"
+    )
+    existing.add_argument(
+        "--resume", action="store_true", help="keep results in the output folder; run only missing trials"
+    )
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Map command-line flags to dotted job keys."""
+    overrides: dict[str, Any] = {}
+    if args.workers is not None:
+        overrides["workers"] = parse_int_list(args.workers, "--workers")
+    if args.seeds is not None:
+        overrides["seeds"] = parse_int_list(args.seeds, "--seeds")
+    simple = {
+        "max_epochs": args.max_epochs,
+        "data.dataset": args.dataset,
+        "data.root": args.data_root,
+        "data.download": args.download,
+        "data.verify_checksums": args.verify_checksums,
+        "aggregation": args.aggregation,
+        "resources.cpus_per_worker": args.cpus_per_worker,
+        "resources.gpus_per_worker": args.gpus_per_worker,
+        "output.output_dir": args.output_dir,
+        "output.storage_path": args.storage_path,
+    }
+    overrides.update({key: value for key, value in simple.items() if value is not None})
+    if args.light_goal:
+        overrides["goal.use_light"] = True
+    for text in args.set:
+        key, value = parse_override(text)
+        overrides[key] = value
+    return overrides
+
+
+def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> list[dict[str, Any]]:
+    """Check the output folder can be written and holds no results we would lose; return kept trials."""
+    results_path = output_dir / RESULTS_FILE
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SweepError(
+            f"output folder {output_dir} cannot be written ({exc.strerror}); pass --output-dir with a "
+            f"writable folder"
+        ) from exc
+    if not results_path.exists():
+        return []
+    if overwrite:
+        return []
+    if not resume:
+        raise SweepError(
+            f"output folder {output_dir} already holds results ({results_path}); pass --resume to run only "
+            f"the missing trials, --overwrite to replace them, or --output-dir for a new folder"
+        )
+    try:
+        document = json.loads(results_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SweepError(f"cannot resume: {results_path} is not readable JSON ({exc})") from exc
+    # Failed trials run again; converged, not converged and diverged ones are results.
+    return [t for t in document.get("trials", []) if t.get("status") != "failed"]
+
+
+def connect_ray(address: str | None) -> bool:
+    """Join the given or RAY_ADDRESS cluster, or start a local Ray on loopback; True if started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        logger.info("joining Ray cluster at %s", address)
+        ray.init(address=address, namespace=NAMESPACE)
+        return False
+    logger.info("starting a local Ray instance on 127.0.0.1")
+    ray.init(
+        address="local",
+        namespace=NAMESPACE,
+        _node_ip_address="127.0.0.1",
+        dashboard_host="127.0.0.1",
+    )
+    return True
+
+
+def check_resources(job: JobSpec) -> None:
+    """Fail at once when the cluster cannot place the largest trial, instead of waiting forever."""
+    import ray
+
+    resources = job.resources
+    if not resources.check_resources:
+        return
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    total_cpus = sum(node["Resources"].get("CPU", 0.0) for node in nodes)
+    total_gpus = sum(node["Resources"].get("GPU", 0.0) for node in nodes)
+    largest = max(job.workers)
+    concurrent = resources.max_concurrent_trials
+    need_cpus = largest * resources.cpus_per_worker + resources.trial_driver_cpus
+    need_gpus = largest * resources.gpus_per_worker
+    problems = []
+    if need_cpus > total_cpus + 1e-9:
+        problems.append(
+            f"the largest trial needs {need_cpus:g} CPUs ({largest} workers x {resources.cpus_per_worker:g} "
+            f"+ {resources.trial_driver_cpus:g} for the trial driver) but the cluster has {total_cpus:g}; "
+            f"lower --workers or --cpus-per-worker, or add nodes"
+        )
+    if need_gpus > total_gpus + 1e-9:
+        problems.append(
+            f"the largest trial needs {need_gpus:g} GPUs ({largest} workers x {resources.gpus_per_worker:g}) "
+            f"but the cluster has {total_gpus:g}; lower --workers or --gpus-per-worker, or add GPU nodes"
+        )
+    fits_one_node = any(
+        node["Resources"].get("CPU", 0.0) >= resources.cpus_per_worker
+        and node["Resources"].get("GPU", 0.0) >= resources.gpus_per_worker
+        for node in nodes
+    )
+    if not fits_one_node:
+        problems.append(
+            f"no node has {resources.cpus_per_worker:g} CPUs and {resources.gpus_per_worker:g} GPUs for one "
+            f"worker; lower the per-worker resources"
+        )
+    if concurrent > 1 and need_cpus * concurrent > total_cpus:
+        logger.warning(
+            "max_concurrent_trials=%d: trials will queue, because only %g CPUs exist", concurrent, total_cpus
+        )
+    if problems:
+        raise SweepError(
+            "the cluster cannot place this sweep (set resources.check_resources: false on an autoscaling "
+            "cluster that adds nodes on demand):\n  " + "\n  ".join(problems)
+        )
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Tune function trainable: run one (worker count, seed) trial as a TorchTrainer."""
+    import ray
+    from ray import tune
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from mlbench_ray.training.loop import train_loop_per_worker
+
+    job = JobSpec.model_validate(config["job"])
+    workers = int(config["trial"]["workers"])
+    seed = int(config["trial"]["seed"])
+    summarizer = ray.get_actor(config["summarizer_name"], namespace=config["namespace"])
+    resources = job.resources
+
+    per_worker: dict[str, float] = {"CPU": resources.cpus_per_worker}
+    if resources.gpus_per_worker > 0:
+        per_worker["GPU"] = resources.gpus_per_worker
+    backend = None if resources.backend == "auto" else resources.backend
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "job": config["job"],
+            "seed": seed,
+            "summarizer_name": config["summarizer_name"],
+            "namespace": config["namespace"],
+        },
+        torch_config=TorchConfig(backend=backend) if backend else TorchConfig(),
+        scaling_config=ScalingConfig(
+            num_workers=workers, use_gpu=resources.gpus_per_worker > 0, resources_per_worker=per_worker
+        ),
+        run_config=RunConfig(
+            name=f"{job.name}-{config['run_id']}-w{workers}-s{seed}",
+            storage_path=job.output.storage_path,
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    error: str | None = None
+    try:
+        trainer.fit()
+    except Exception as exc:  # a failed trial is a result; the sweep goes on
+        error = f"{type(exc).__name__}: {exc}"
+
+    recorded = ray.get(summarizer.has_trial.remote(workers, seed))
+    if error is not None or not recorded:
+        ray.get(
+            summarizer.record_trial.remote(
+                {
+                    "workers": workers,
+                    "seed": seed,
+                    "status": "failed",
+                    "error": error or "the trial ended without reporting a result",
+                    "time_to_goal_s": None,
+                    "train_time_s": None,
+                    "epochs": None,
+                }
+            )
+        )
+    tune.report({"workers": workers, "seed": seed, "failed": error is not None})
+
+
+def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str, Any]]) -> int:
+    """Prepare data, connect to Ray, run the Tune sweep and print the table; return the exit status."""
+    import ray
+    from ray import tune
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from mlbench_ray.environment import collect_environment, framework_label
+    from mlbench_ray.summarizer import Summarizer
+    from mlbench_ray.tasks import get_task_class
+
+    task_class = get_task_class(job.task)
+    output_dir = job.resolved_output_dir
+    logger.info("checking the dataset %s under %s", job.data.dataset, job.data.root)
+    dataset = task_class.prepare_data(job)
+
+    started_ray = connect_ray(args.address)
+    try:
+        check_resources(job)
+        run_id = uuid.uuid4().hex[:8]
+        labels = task_class.table_labels(job)
+        dataset_label = labels.dataset
+        if dataset["verification"] == "not verified":
+            dataset_label += " (not verified)"
+        header = {
+            "run_id": run_id,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "job": job.model_dump(mode="json"),
+            "metric_name": task_class.metric_name,
+            "labels": {**labels.__dict__, "dataset": dataset_label},
+            "framework": framework_label(),
+            "environment": collect_environment(),
+            "dataset": dataset,
+        }
+        summarizer_name = f"mlbench-summarizer-{run_id}"
+        summarizer = Summarizer.options(
+            name=summarizer_name,
+            namespace=NAMESPACE,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False
+            ),
+        ).remote(str(output_dir.resolve()), header, kept_trials)
+        ray.get(summarizer.write.remote())
+
+        done = {(int(t["workers"]), int(t["seed"])) for t in kept_trials}
+        trials = [{"workers": w, "seed": s} for w in job.workers for s in job.seeds if (w, s) not in done]
+        logger.info(
+            "job %s: task %s, %s, aggregation %s, workers %s, seeds %s, goal %s=%g, %d trial(s) to run "
+            "(%d kept from an earlier run); results in %s",
+            job.name,
+            job.task,
+            dataset_label,
+            job.aggregation,
+            job.workers,
+            job.seeds,
+            task_class.metric_name,
+            job.goal.active,
+            len(trials),
+            len(done),
+            output_dir,
+        )
+        if trials:
+            trainable = tune.with_resources(run_trial, {"cpu": job.resources.trial_driver_cpus})
+            tuner = tune.Tuner(
+                trainable,
+                param_space={
+                    "trial": tune.grid_search(trials),
+                    "job": job.model_dump(mode="json"),
+                    "run_id": run_id,
+                    "summarizer_name": summarizer_name,
+                    "namespace": NAMESPACE,
+                },
+                tune_config=tune.TuneConfig(max_concurrent_trials=job.resources.max_concurrent_trials),
+                run_config=tune.RunConfig(
+                    name=f"{job.name}-{run_id}", storage_path=job.output.storage_path, verbose=0
+                ),
+            )
+            tuner.fit()
+
+        table = ray.get(summarizer.render_markdown.remote())
+        trials_done = ray.get(summarizer.summary.remote())
+        statuses = [s for row in trials_done["per_worker_count"] for s in row["statuses"]]
+        print()
+        print(table)
+        print(
+            f"Results: {output_dir / RESULTS_FILE}, {output_dir / TABLE_MARKDOWN}, {output_dir / TABLE_CSV}"
+        )
+        return 1 if "failed" in statuses else 0
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        job = load_job(args.job, overrides_from_args(args))
+        kept = check_output_dir(job.resolved_output_dir, args.overwrite, args.resume)
+        return run_sweep(job, args, kept)
+    except (ConfigError, DataError, SweepError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

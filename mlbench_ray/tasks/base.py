@@ -1,0 +1,138 @@
+"""The interface between a task and the shared training loop, sweep and summarizer.
+
+A task is the only place that knows its model, data, optimizer, schedule and metric. The loop calls
+it in this order on every rank: `train_batches` for one epoch (one `training_loss` and
+`optimizer.step()` per batch), then `evaluate` for the local totals, which the loop sums over ranks
+and hands to `metric_from_totals` and `after_evaluation`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+if TYPE_CHECKING:
+    from mlbench_ray.config import JobSpec
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Where a task instance runs."""
+
+    world_size: int
+    world_rank: int
+    local_rank: int
+    device: torch.device
+    seed: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation result, computed from totals summed over all ranks."""
+
+    metric: float
+    loss: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class TableLabels:
+    """How a task's row reads in the comparison table."""
+
+    task: str
+    dataset: str
+    model: str
+    metric_name: str
+    metric_goal: str
+
+
+class Task(ABC):
+    """One benchmark task on one worker."""
+
+    name: ClassVar[str]
+    metric_name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    metric_min: ClassVar[float]
+    metric_max: ClassVar[float]
+    options_model: ClassVar[type[BaseModel]]
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    samples_per_step: int  # per rank
+
+    @classmethod
+    def parse_options(cls, options: dict[str, Any]) -> BaseModel:
+        """Validate `task_options`; raise pydantic's ValidationError on bad values."""
+        return cls.options_model.model_validate(options)
+
+    @classmethod
+    def validate_job(cls, job: JobSpec) -> list[str]:
+        """Return problems with the job for this task, each naming the dotted key, value and fix."""
+        problems = []
+        for key, value in (("goal.value", job.goal.value), ("goal.light_value", job.goal.light_value)):
+            if value is None:
+                continue
+            if not cls.metric_min < value <= cls.metric_max:
+                problems.append(
+                    f"{key}: invalid value {value!r}: {cls.metric_name} goals lie in "
+                    f"({cls.metric_min}, {cls.metric_max}]"
+                    + ("; write 80% as 0.80" if cls.metric_max == 1.0 and value > 1 else "")
+                )
+        return problems
+
+    @classmethod
+    @abstractmethod
+    def prepare_data(cls, job: JobSpec) -> dict[str, Any]:
+        """Download (when allowed), verify and check the dataset once, on the driver, before Ray work.
+
+        Returns what the results record about the dataset (name, label, root, verification); raises
+        DataError with the file or the numbers and the fix.
+        """
+
+    @classmethod
+    @abstractmethod
+    def table_labels(cls, job: JobSpec) -> TableLabels:
+        """Return the labels of this job's row in the comparison table."""
+
+    def goal_reached(self, metric: float, goal: float) -> bool:
+        return metric >= goal if self.higher_is_better else metric <= goal
+
+    @property
+    @abstractmethod
+    def steps_per_epoch(self) -> int:
+        """Training steps per epoch, the same on every rank."""
+
+    @abstractmethod
+    def train_batches(self, epoch: int) -> Iterator[Any]:
+        """Yield this rank's training batches for one epoch, already on the device."""
+
+    @abstractmethod
+    def training_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """Run the forward pass and return the mean loss of the batch."""
+
+    def before_step(self, global_step: int) -> None:  # noqa: B027 (optional hook)
+        """Set per-step state such as a warmup learning rate."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Return this rank's evaluation totals (sums), to be summed over ranks."""
+
+    @abstractmethod
+    def metric_from_totals(self, totals: dict[str, float]) -> Evaluation:
+        """Turn global totals into the metric."""
+
+    def after_evaluation(self, evaluation: Evaluation) -> None:  # noqa: B027 (optional hook)
+        """Update state that depends on the evaluation, such as a plateau schedule."""
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def describe(self) -> dict[str, Any]:
+        """Return derived quantities for the startup line and the results."""
+        return {}

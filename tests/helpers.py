@@ -1,0 +1,115 @@
+"""Test helpers: tiny datasets in the real on-disk layouts, and gloo rank groups on loopback."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import socket
+import struct
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def write_cifar10(root: Path, train_per_batch: int = 64, test_samples: int = 100, seed: int = 0) -> Path:
+    """Write a tiny CIFAR-10 in torchvision's `cifar-10-batches-py` layout; return the folder.
+
+    Images are class-coloured blocks with noise, so a model can learn them in a few steps.
+    """
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, size=(10, 3), dtype=np.int64)
+
+    def batch(count: int, label: str) -> dict[str, Any]:
+        labels = rng.integers(0, 10, size=count)
+        images = colours[labels][:, :, None, None] + rng.normal(0, 20, size=(count, 3, 32, 32))
+        data = np.clip(images, 0, 255).astype(np.uint8).reshape(count, 3072)
+        return {"batch_label": label, "labels": labels.tolist(), "data": data, "filenames": []}
+
+    for index in range(1, 6):
+        with (folder / f"data_batch_{index}").open("wb") as handle:
+            pickle.dump(batch(train_per_batch, f"training batch {index} of 5"), handle)
+    with (folder / "test_batch").open("wb") as handle:
+        pickle.dump(batch(test_samples, "testing batch 1 of 1"), handle)
+    with (folder / "batches.meta").open("wb") as handle:
+        names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+        pickle.dump({"label_names": names, "num_cases_per_batch": train_per_batch}, handle)
+    return folder
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    # IDX format: magic (0, 0, type 0x08 = uint8, number of dimensions), then big-endian sizes.
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
+        struct.pack(">I", d) for d in array.shape
+    )
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_fashion_mnist_gz(root: Path, train: int = 64, test: int = 32, seed: int = 0) -> Path:
+    """Write a tiny Fashion-MNIST as gzipped IDX files in `FashionMNIST/raw`; return that folder."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, size=count)
+        images = rng.integers(0, 256, size=(count, 28, 28))
+        (raw / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images)))
+        (raw / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(labels)))
+    return raw
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rank_entry(rank: int, world_size: int, port: int, fn: Callable, args: tuple, queue: Any) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        torch.set_num_threads(1)
+        # Serialised with torch.save: tensors sent as-is would live in shared memory that the
+        # exiting child process takes with it.
+        buffer = io.BytesIO()
+        torch.save(fn(rank, world_size, *args), buffer)
+        queue.put((rank, buffer.getvalue(), None))
+    except Exception:  # report it to the parent instead of leaving it waiting on the queue
+        queue.put((rank, None, traceback.format_exc()))
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ranks(fn: Callable, world_size: int, *args: Any) -> list[Any]:
+    """Run `fn(rank, world_size, *args)` on `world_size` real gloo ranks; return results by rank.
+
+    `fn` must be a module-level function (it is pickled into spawned processes).
+    """
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    port = free_port()
+    processes = [
+        context.Process(target=_rank_entry, args=(rank, world_size, port, fn, args, queue))
+        for rank in range(world_size)
+    ]
+    for process in processes:
+        process.start()
+    results: dict[int, Any] = {}
+    for _ in processes:
+        rank, value, error = queue.get()
+        if error is not None:
+            for process in processes:
+                process.terminate()
+            raise AssertionError(f"rank {rank} raised:\n{error}")
+        results[rank] = torch.load(io.BytesIO(value), weights_only=False)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0, f"rank process exited with {process.exitcode}"
+    return [results[rank] for rank in range(world_size)]

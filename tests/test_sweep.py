@@ -1,0 +1,134 @@
+"""The sweep end to end on a real local Ray instance (shared across the session)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from mlbench_ray.report.summary import TABLE_COLUMNS
+from mlbench_ray.sweep import main
+from tests.helpers import write_cifar10
+from tests.test_config import REPO
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(ray_session, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the CIFAR-10 job on test-written data, 1 and 2 workers; return the output folder."""
+    root = tmp_path_factory.mktemp("sweep")
+    write_cifar10(root / "data", train_per_batch=64, test_samples=100)
+    output = root / "out"
+    status = main(
+        [
+            "--job",
+            str(REPO / "jobs" / "cifar10-resnet20-allreduce.yaml"),
+            "--workers",
+            "1,2",
+            "--data-root",
+            str(root / "data"),
+            "--no-download",
+            "--no-verify-checksums",
+            "--gpus-per-worker",
+            "0",
+            "--cpus-per-worker",
+            "1",
+            "--max-epochs",
+            "4",
+            "--set",
+            "goal.value=0.3",
+            "--set",
+            "task_options.batch_size_per_worker=32",
+            "--output-dir",
+            str(output),
+        ]
+    )
+    assert status == 0
+    return output
+
+
+def test_sweep_writes_table_and_results(finished_sweep: Path) -> None:
+    """Both trials reach the goal and the table files carry the seed's columns."""
+    document = json.loads((finished_sweep / "results.json").read_text())
+    assert [(t["workers"], t["status"]) for t in document["trials"]] == [(1, "converged"), (2, "converged")]
+    for trial in document["trials"]:
+        assert trial["time_to_goal_s"] > 0
+        assert trial["train_time_s"] > 0
+        assert len(trial["device_names"]) == trial["workers"]
+    assert document["dataset"]["verification"] == "not verified"
+    assert document["environment"]["ray"]
+    assert document["summary"]["baseline_s"] == document["trials"][0]["time_to_goal_s"]
+
+    with (finished_sweep / "table.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == TABLE_COLUMNS
+    assert rows[0]["Dataset"] == "CIFAR-10 (not verified)"
+    assert rows[0]["Metric Goal"] == "30%"
+    assert rows[0]["Best Speedup Workers"] in {"1", "2"}
+    assert "NOT verified" in (finished_sweep / "table.md").read_text()
+
+
+def test_existing_results_not_overwritten(finished_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second sweep into the same folder is rejected with exit 2 and leaves the results alone."""
+    before = (finished_sweep / "results.json").read_bytes()
+    status = main(["--job", str(REPO / "jobs" / "quickstart.yaml"), "--output-dir", str(finished_sweep)])
+    assert status == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (finished_sweep / "results.json").read_bytes() == before
+
+
+def test_resume_runs_only_missing_trials(finished_sweep: Path, tmp_path: Path) -> None:
+    """Resuming with one more worker count keeps the finished trials and adds only the new one."""
+    data_root = tmp_path / "data"
+    write_cifar10(data_root, train_per_batch=64, test_samples=100)
+    document = json.loads((finished_sweep / "results.json").read_text())
+    document["trials"] = [t for t in document["trials"] if t["workers"] == 1]
+    (finished_sweep / "results.json").write_text(json.dumps(document))
+    kept_time = document["trials"][0]["time_to_goal_s"]
+
+    status = main(
+        [
+            "--job",
+            str(REPO / "jobs" / "cifar10-resnet20-allreduce.yaml"),
+            "--workers",
+            "1",
+            "--data-root",
+            str(data_root),
+            "--no-download",
+            "--no-verify-checksums",
+            "--gpus-per-worker",
+            "0",
+            "--cpus-per-worker",
+            "1",
+            "--output-dir",
+            str(finished_sweep),
+            "--resume",
+        ]
+    )
+    assert status == 0
+    resumed = json.loads((finished_sweep / "results.json").read_text())
+    assert [t["workers"] for t in resumed["trials"]] == [1]
+    assert resumed["trials"][0]["time_to_goal_s"] == kept_time
+
+
+def test_unplaceable_worker_count_fails_fast(
+    ray_session, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker count larger than the cluster fails at once with the numbers."""
+    status = main(
+        [
+            "--job",
+            str(REPO / "jobs" / "quickstart.yaml"),
+            "--workers",
+            "1,64",
+            "--set",
+            "data.synthetic_train_samples=4096",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "needs 57.7 CPUs (64 workers x 0.9 + 0.1 for the trial driver)" in err
+    assert "the cluster has 4" in err
