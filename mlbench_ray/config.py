@@ -27,7 +27,7 @@ class _Section(BaseModel):
 
 
 class DataSpec(_Section):
-    """Where the dataset lives and how it is checked."""
+    """Dataset selection, location and checks."""
 
     dataset: DatasetName = Field(
         "cifar10",
@@ -81,7 +81,7 @@ class GoalSpec(_Section):
 
 
 class ResourcesSpec(_Section):
-    """What each worker and each trial asks the cluster for."""
+    """Cluster resources requested per worker and per trial."""
 
     cpus_per_worker: float = Field(
         1.0, gt=0, description="Logical CPUs reserved per training worker; also sets its torch threads."
@@ -120,7 +120,7 @@ class ResourcesSpec(_Section):
 
 
 class OutputSpec(_Section):
-    """Where results go."""
+    """Output folder and Ray storage."""
 
     output_dir: Path | None = Field(
         None,
@@ -219,7 +219,7 @@ def _suggest_key(key: str, model: type[BaseModel]) -> str:
 
 
 def _model_at(path: tuple[str | int, ...], root: type[BaseModel]) -> type[BaseModel] | None:
-    """Return the pydantic model that holds the last key of `path`, for key suggestions."""
+    """Return the pydantic model that contains the last key of `path`, for key suggestions."""
     model = root
     for part in path[:-1]:
         field = model.model_fields.get(str(part))
@@ -255,7 +255,7 @@ def format_validation_error(
 
 
 def load_job_dict(path: Path) -> dict[str, Any]:
-    """Read a job file as a mapping, with errors that say what is wrong with the file."""
+    """Read a job file as a mapping; raise ConfigError naming what is wrong with the file."""
     if not path.exists():
         raise ConfigError(
             f"job file {path} not found; pass an existing file with --job, e.g. jobs/quickstart.yaml"

@@ -1,7 +1,7 @@
 """The summarizer: gathers every trial's result, computes speedups and writes the results.
 
-`ResultStore` is a plain class; the sweep runs it as a named Ray actor (`Summarizer`) that lives as long
-as the sweep, on the node that runs the sweep command, so that the output folder is on that node. It
+`ResultStore` is a plain class. The sweep runs it as a named Ray actor (`Summarizer`) that lives as long
+as the sweep, pinned to the node that runs the sweep command, so the output folder is on that node. It
 rewrites results.json and the tables after every trial, each file atomically (write a temporary file,
 then rename), so results already written survive a crash of a later trial.
 """
@@ -171,5 +171,5 @@ class ResultStore:
         return True
 
 
-# The trial drivers and rank 0 of each trial find the actor by name; it holds no CPU.
+# Trial drivers and rank 0 of each trial look the actor up by name. It reserves no CPU.
 Summarizer = ray.remote(num_cpus=0, max_restarts=0)(ResultStore)

@@ -47,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--light-goal", action="store_true", help="train to the light goal (job: goal.use_light)"
     )
+
     parser.add_argument("--max-epochs", type=int, help="epochs before a trial counts as not converged")
     parser.add_argument("--dataset", help="cifar10, fashion_mnist or synthetic (job: data.dataset)")
-    parser.add_argument("--data-root", help="folder that holds the dataset (job: data.root)")
+    parser.add_argument("--data-root", help="folder that contains the dataset (job: data.root)")
     parser.add_argument(
         "--download", action=argparse.BooleanOptionalAction, default=None, help="download missing data"
     )
@@ -59,9 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="verify dataset checksums (job: data.verify_checksums)",
     )
+
     parser.add_argument("--aggregation", help="allreduce or ddp (job: aggregation)")
     parser.add_argument("--cpus-per-worker", type=float, help="logical CPUs per worker")
     parser.add_argument("--gpus-per-worker", type=float, help="GPUs per worker")
+
     parser.add_argument("--output-dir", help="folder for results.json and tables (job: output.output_dir)")
     parser.add_argument("--storage-path", help="Ray Train storage path (job: output.storage_path)")
     parser.add_argument(
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="set any job key by its dotted name, e.g. --set task_options.lr_per_worker=0.05",
     )
+
     parser.add_argument("--address", help="Ray cluster address; default RAY_ADDRESS, or a new local instance")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument(
@@ -111,7 +115,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> list[dict[str, Any]]:
-    """Check the output folder can be written and holds no results we would lose; return kept trials."""
+    """Check that the output folder is writable and has no results to lose; return trials to keep."""
     results_path = output_dir / RESULTS_FILE
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -129,8 +133,8 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> list[di
         return []
     if not resume:
         raise SweepError(
-            f"output folder {output_dir} already holds results ({results_path}); pass --resume to run only "
-            f"the missing trials, --overwrite to replace them, or --output-dir for a new folder"
+            f"output folder {output_dir} already contains results ({results_path}); pass --resume to run "
+            f"only the missing trials, --overwrite to replace them, or --output-dir for a new folder"
         )
     try:
         document = json.loads(results_path.read_text(encoding="utf-8"))

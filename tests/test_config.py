@@ -141,3 +141,20 @@ def test_cli_too_few_samples_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     err = capsys.readouterr().err
     assert "1024 training samples: with 64 workers each rank gets 16, fewer than one batch of 32" in err
+
+
+def test_readme_documents_every_job_key() -> None:
+    """Every job key and every task option appears in the README."""
+    from mlbench_ray.config import DataSpec, GoalSpec, JobSpec, OutputSpec, ResourcesSpec
+    from mlbench_ray.tasks.image_classification import ImageClassificationOptions
+
+    readme = (REPO / "README.md").read_text()
+    sections = {"": JobSpec, "data.": DataSpec, "goal.": GoalSpec, "resources.": ResourcesSpec}
+    sections["output."] = OutputSpec
+    for prefix, model in sections.items():
+        for name in model.model_fields:
+            if name in {"data", "goal", "resources", "output"}:
+                continue
+            assert f"`{prefix}{name}`" in readme, f"{prefix}{name} is not documented in README.md"
+    for name in ImageClassificationOptions.model_fields:
+        assert f"`{name}`" in readme, f"task_options.{name} is not documented in README.md"

@@ -55,7 +55,7 @@ def test_evaluation_counts_each_test_image_once(world_size: int) -> None:
     assert sum(r["local"] for r in results) == 1000
     for result in results:
         assert result["samples"] == 1000
-    # Identical weights on every rank, so the global count of correct answers is rank-independent.
+    # Identical weights on every rank, so the global count of correct predictions is rank-independent.
     assert len({r["correct"] for r in results}) == 1
 
 

@@ -3,7 +3,8 @@
 The driver calls `prepare_image_dataset` once, before Ray starts: it downloads when allowed, verifies
 checksums and parses the files, so that a missing or corrupt dataset fails in the first seconds with
 the path and the fix. Each worker then calls `load_image_dataset` and keeps the whole dataset in memory
-as uint8 tensors; augmentation runs per batch on tensors (`augment_batch`), with no DataLoader process.
+as uint8 tensors. Augmentation runs per batch on tensors (`augment_batch`), so no DataLoader process
+is needed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ DATASET_LABELS = {"cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST", "synt
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the results record about the dataset of a run."""
+    """Dataset record of a run, as stored in the results."""
 
     name: str
     root: str
@@ -213,7 +214,7 @@ def prepare_image_dataset(spec: DataSpec) -> DatasetInfo:
 
 
 def _synthetic(spec: DataSpec) -> ImageData:
-    # Fixed seed: every trial and every rank sees the same dataset. Each class is a smooth random
+    # Fixed seed: every trial and every rank gets the same dataset. Each class is a smooth random
     # colour pattern (4x4, upsampled) plus pixel noise, so a small CNN learns it within a few epochs.
     generator = torch.Generator().manual_seed(1234)
     num_classes = 10
@@ -279,16 +280,18 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, padding: int
     per sample, but the whole batch is done in a few tensor operations.
     """
     batch, channels, height, width = images.shape
+    device = images.device
     padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-    offsets_y = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
-    offsets_x = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
-    flips = torch.rand(batch, generator=generator) < 0.5
+    # Random draws come from a CPU generator, so the same seed gives the same crops on any device.
+    offsets_y = torch.randint(0, 2 * padding + 1, (batch,), generator=generator).to(device)
+    offsets_x = torch.randint(0, 2 * padding + 1, (batch,), generator=generator).to(device)
+    flips = (torch.rand(batch, generator=generator) < 0.5).to(device)
 
-    rows = offsets_y[:, None] + torch.arange(height)  # [B, H]
-    cols = offsets_x[:, None] + torch.arange(width)  # [B, W]
+    rows = offsets_y[:, None] + torch.arange(height, device=device)  # [B, H]
+    cols = offsets_x[:, None] + torch.arange(width, device=device)  # [B, W]
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    batch_index = torch.arange(batch)[:, None, None, None]
-    channel_index = torch.arange(channels)[None, :, None, None]
+    batch_index = torch.arange(batch, device=device)[:, None, None, None]
+    channel_index = torch.arange(channels, device=device)[None, :, None, None]
     return padded[batch_index, channel_index, rows[:, None, :, None], cols[:, None, None, :]]
 
 

@@ -15,8 +15,8 @@ def train_shard(num_samples: int, world_size: int, world_rank: int, seed: int, e
     """Return this rank's sample indices for one epoch.
 
     All ranks draw the same permutation (seeded by `seed` and `epoch`) and take disjoint slices of
-    `num_samples // world_size` indices; the at most `world_size - 1` samples left over sit out this
-    epoch and are likely drawn in the next.
+    `num_samples // world_size` indices. The at most `world_size - 1` samples left over sit out this
+    epoch only, because the next epoch draws a new permutation.
     """
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     permutation = torch.randperm(num_samples, generator=generator)

@@ -185,7 +185,7 @@ class ImageClassificationTask(Task):
             chosen = indices[step * batch : (step + 1) * batch]
             images = self.train_images[chosen]
             if self.options.augment:
-                images = augment_batch(images.cpu(), self._augment_generator).to(images.device)
+                images = augment_batch(images, self._augment_generator)
             yield normalize(images, self.data.mean, self.data.std), self.train_labels[chosen]
 
     def training_loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -38,6 +38,13 @@ def _barrier() -> None:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine() or "cpu"
 
 
@@ -189,7 +196,7 @@ def run_training(
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: run the job on this worker and, on rank 0, send the result on.
 
-    `config` holds the job (as a plain dict), the trial's seed, and the name and namespace of the
+    `config` contains the job (as a plain dict), the trial's seed, and the name and namespace of the
     summarizer actor.
     """
     import ray
