@@ -103,6 +103,12 @@ class ResourcesSpec(_Section):
         ge=1,
         description="Trials run at once. Keep 1 for timing runs, so that trials do not share hardware.",
     )
+    collective_timeout_s: int = Field(
+        1800,
+        gt=0,
+        description="Seconds a torch.distributed collective may wait for the other ranks; a worker that "
+        "hangs longer fails its trial.",
+    )
     check_resources: bool = Field(
         True,
         description="Before launching, check that the cluster can place the largest worker count and fail "
@@ -115,6 +121,30 @@ class ResourcesSpec(_Section):
             raise ValueError(
                 "backend nccl needs GPUs but gpus_per_worker is 0; set gpus_per_worker (--gpus-per-worker) "
                 "or use backend gloo or auto"
+            )
+        return self
+
+
+class FaultSpec(_Section):
+    """A fault to inject into one trial, for testing how the sweep handles it."""
+
+    kind: Literal["raise", "hang", "nan", "exit"] = Field(
+        description="`raise` an exception, `hang` (sleep past the collective timeout), set the weights "
+        "to `nan`, or `exit` the worker process at once."
+    )
+    workers: int | None = Field(
+        None, gt=0, description="Worker count of the trial to break; null breaks every trial."
+    )
+    rank: int = Field(0, ge=0, description="World rank that fails.")
+    epoch: int = Field(1, gt=0, description="Epoch at whose start the fault happens.")
+    hang_s: float = Field(3600.0, gt=0, description="Seconds a `hang` fault sleeps.")
+
+    @model_validator(mode="after")
+    def _rank_exists(self) -> FaultSpec:
+        if self.workers is not None and self.rank >= self.workers:
+            raise ValueError(
+                f"rank {self.rank} does not exist in a trial of {self.workers} workers; "
+                f"use a rank below {self.workers}"
             )
         return self
 
@@ -158,6 +188,10 @@ class JobSpec(_Section):
     data: DataSpec = Field(default_factory=DataSpec, description="Dataset selection and checks.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-worker resources.")
     output: OutputSpec = Field(default_factory=OutputSpec, description="Output folder and storage.")
+    faults: list[FaultSpec] = Field(
+        default_factory=list,
+        description="Faults to inject, for testing failure handling; leave empty for benchmark runs.",
+    )
     task_options: dict[str, Any] = Field(
         default_factory=dict,
         description="Task-specific settings (model, optimizer, schedule); each task documents its own.",

@@ -113,6 +113,13 @@ class ResultStore:
                 result["train_time_s"],
                 result["epochs"],
             )
+        elif result.get("status") == "diverged":
+            logger.info(
+                "[%s] diverged: non-finite loss in epoch %s (detected after step %s)",
+                label,
+                result.get("epochs"),
+                result.get("diverged_at_step"),
+            )
         else:
             logger.info(
                 "[%s] finished with status %s after %s epochs%s",

@@ -11,13 +11,21 @@ failed, 2 for bad input (job file, data, output folder, resources), reported bef
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
+import re
+import shlex
+import signal
+import socket
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from mlbench_ray.config import ConfigError, JobSpec, load_job, parse_int_list, parse_override
@@ -28,6 +36,8 @@ logger = logging.getLogger("mlbench_ray.sweep")
 
 NAMESPACE = "mlbench_ray"
 DEFAULT_JOB = Path("jobs/quickstart.yaml")
+LOCK_FILE = ".sweep.lock"
+EXIT_INTERRUPTED = 130
 
 
 class SweepError(RuntimeError):
@@ -114,9 +124,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> list[dict[str, Any]]:
-    """Check that the output folder is writable and has no results to lose; return trials to keep."""
-    results_path = output_dir / RESULTS_FILE
+def ensure_writable(output_dir: Path) -> None:
+    """Create the output folder and check that a file can be written there."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         probe = output_dir / f".write-test-{os.getpid()}"
@@ -127,6 +136,37 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> list[di
             f"output folder {output_dir} cannot be written ({exc.strerror}); pass --output-dir with a "
             f"writable folder"
         ) from exc
+
+
+@contextlib.contextmanager
+def output_lock(output_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the output folder for the whole sweep, so that two sweeps never mix.
+
+    NOTE: flock is reliable on local file systems; on some network file systems it is not enforced.
+    """
+    with (output_dir / LOCK_FILE).open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown process"
+            raise SweepError(
+                f"another sweep ({owner}) is writing to {output_dir}; wait for it to finish, or pass "
+                f"--output-dir with another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> list[dict[str, Any]]:
+    """Check that the output folder has no results to lose; return the trials to keep."""
+    results_path = output_dir / RESULTS_FILE
     if not results_path.exists():
         return []
     if overwrite:
@@ -212,6 +252,26 @@ def check_resources(job: JobSpec) -> None:
         )
 
 
+MAX_ERROR_DETAILS = 20_000
+
+
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Z]\w*): (.+)$")
+
+
+def summarize_error(text: str) -> str:
+    """Return the most telling line of a Ray-wrapped error: the last `module.SomeError: message` line.
+
+    Ray Train wraps worker errors in a WorkerGroupError whose text holds each rank's traceback; the last
+    exception line is the root cause on the last rank that failed.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        match = _EXCEPTION_LINE.match(line)
+        if match:
+            return f"{match.group(1)}: {match.group(2)}"[:500]
+    return lines[0][:500] if lines else text[:500]
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: run one (worker count, seed) trial as a TorchTrainer."""
     import ray
@@ -230,7 +290,10 @@ def run_trial(config: dict[str, Any]) -> None:
     per_worker: dict[str, float] = {"CPU": resources.cpus_per_worker}
     if resources.gpus_per_worker > 0:
         per_worker["GPU"] = resources.gpus_per_worker
-    backend = None if resources.backend == "auto" else resources.backend
+    # With no backend given, Ray Train picks nccl when the workers have GPUs and gloo otherwise.
+    torch_config = TorchConfig(timeout_s=resources.collective_timeout_s)
+    if resources.backend != "auto":
+        torch_config = TorchConfig(backend=resources.backend, timeout_s=resources.collective_timeout_s)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -239,7 +302,7 @@ def run_trial(config: dict[str, Any]) -> None:
             "summarizer_name": config["summarizer_name"],
             "namespace": config["namespace"],
         },
-        torch_config=TorchConfig(backend=backend) if backend else TorchConfig(),
+        torch_config=torch_config,
         scaling_config=ScalingConfig(
             num_workers=workers, use_gpu=resources.gpus_per_worker > 0, resources_per_worker=per_worker
         ),
@@ -250,10 +313,13 @@ def run_trial(config: dict[str, Any]) -> None:
         ),
     )
     error: str | None = None
+    error_details: str | None = None
     try:
         trainer.fit()
     except Exception as exc:  # a failed trial is a result; the sweep goes on
-        error = f"{type(exc).__name__}: {exc}"
+        error_details = f"{type(exc).__name__}: {exc}"
+        error = summarize_error(error_details)
+        logger.error("trial W=%d seed=%d failed: %s", workers, seed, error)
 
     recorded = ray.get(summarizer.has_trial.remote(workers, seed))
     if error is not None or not recorded:
@@ -264,6 +330,7 @@ def run_trial(config: dict[str, Any]) -> None:
                     "seed": seed,
                     "status": "failed",
                     "error": error or "the trial ended without reporting a result",
+                    "error_details": error_details[-MAX_ERROR_DETAILS:] if error_details else None,
                     "time_to_goal_s": None,
                     "train_time_s": None,
                     "epochs": None,
@@ -289,6 +356,11 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
     dataset = task_class.prepare_data(job)
 
     started_ray = connect_ray(args.address)
+    # Ctrl-C and SIGTERM both raise KeyboardInterrupt, which main() reports with the resume command.
+    # Installed after ray.init, which sets a SIGTERM handler of its own that exits at once. Tune's
+    # SIGINT handler is off, because it would end the sweep quietly, as if it had finished.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     try:
         check_resources(job)
         run_id = uuid.uuid4().hex[:8]
@@ -361,20 +433,52 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
         )
         return 1 if "failed" in statuses else 0
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         if started_ray:
             ray.shutdown()
 
 
+# Name of the signal that interrupted the sweep; Tune may re-raise KeyboardInterrupt without it.
+_received_signal: list[str] = []
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _received_signal.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def resume_command(argv: list[str]) -> str:
+    """Return the command that resumes this sweep: the same arguments with --resume."""
+    kept = [arg for arg in argv if arg not in ("--overwrite", "--resume")]
+    return shlex.join(["python", "-m", "mlbench_ray.sweep", *kept, "--resume"])
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    output_dir: Path | None = None
     try:
         job = load_job(args.job, overrides_from_args(args))
-        kept = check_output_dir(job.resolved_output_dir, args.overwrite, args.resume)
-        return run_sweep(job, args, kept)
+        output_dir = job.resolved_output_dir
+        ensure_writable(output_dir)
+        with output_lock(output_dir):
+            kept = check_output_dir(output_dir, args.overwrite, args.resume)
+            return run_sweep(job, args, kept)
     except (ConfigError, DataError, SweepError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        reason = _received_signal[-1] if _received_signal else str(exc) or "SIGINT"
+        if output_dir is None:
+            print(f"\ninterrupted ({reason}) before the sweep started", file=sys.stderr)
+        else:
+            print(
+                f"\ninterrupted ({reason}): workers stopped; finished trials are in "
+                f"{output_dir / RESULTS_FILE}.\nResume with: {resume_command(argv)}",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

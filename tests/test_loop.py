@@ -60,6 +60,7 @@ def test_nan_loss_is_diverged() -> None:
         WorkerContext(1, 0, 0, CPU, seed=0),
     )
     assert result["status"] == "diverged"
+    assert result["diverged_at_step"] == result["epochs"] * 8
     assert result["time_to_goal_s"] is None
     assert not math.isfinite(result["curve"][-1]["train_loss"]) or not math.isfinite(
         result["curve"][-1]["val_loss"]

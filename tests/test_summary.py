@@ -87,3 +87,16 @@ def test_result_store_writes_table_files(tmp_path: Path) -> None:
     assert "| Image Classification | CIFAR-10 | ResNet-20 | All-Reduce |" in markdown
     assert "| 4 | 0 | failed |" in markdown
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_summarize_error_picks_root_cause() -> None:
+    """The summary of a wrapped worker error is its last exception line, without the module path."""
+    from mlbench_ray.sweep import summarize_error
+
+    wrapped = (
+        "WorkerGroupError: Training failed due to worker errors:\n[Rank 1 Error Snippet]:\n"
+        'Traceback (most recent call last):\n  File "loop.py", line 1, in f\n'
+        "mlbench_ray.training.faults.InjectedFault: injected fault on rank 1 at epoch 1\n"
+    )
+    assert summarize_error(wrapped) == "InjectedFault: injected fault on rank 1 at epoch 1"
+    assert summarize_error("plain text") == "plain text"

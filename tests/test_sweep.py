@@ -132,3 +132,16 @@ def test_unplaceable_worker_count_fails_fast(
     err = capsys.readouterr().err
     assert "needs 57.7 CPUs (64 workers x 0.9 + 0.1 for the trial driver)" in err
     assert "the cluster has 4" in err
+
+    status = main(
+        [
+            "--job",
+            str(REPO / "jobs" / "quickstart.yaml"),
+            "--gpus-per-worker",
+            "1",
+            "--output-dir",
+            str(tmp_path / "gpu"),
+        ]
+    )
+    assert status == 2
+    assert "needs 2 GPUs (2 workers x 1) but the cluster has 0" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from mlbench_ray.distributed.aggregation import make_aggregator
 from mlbench_ray.distributed.metrics import all_reduce_sums
 from mlbench_ray.tasks import get_task_class
 from mlbench_ray.tasks.base import WorkerContext
+from mlbench_ray.training.faults import inject_faults
 from mlbench_ray.training.timer import StepTimer, device_synchronizer
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def run_training(
     curve: list[dict[str, Any]] = []
     status = "not_converged"
     time_to_goal_s: float | None = None
+    diverged_at_step: int | None = None
     global_step = 0
     best_metric: float | None = None
 
@@ -87,6 +89,8 @@ def run_training(
         epoch_step_time = timer.step_time_s
         loss_sum = torch.zeros((), dtype=torch.float64, device=context.device)
         batches = iter(task.train_batches(epoch))
+        if job.faults:
+            inject_faults(job.faults, context.world_size, context.world_rank, epoch, task.model)
 
         for _ in range(task.steps_per_epoch):
             timer.start_step()
@@ -158,7 +162,9 @@ def run_training(
             on_epoch(record)
 
         if not (math.isfinite(train_loss) and math.isfinite(evaluation.loss)):
+            # Checked once per epoch, because a per-step check would sync the device every step.
             status = "diverged"
+            diverged_at_step = global_step
             break
         if task.goal_reached(evaluation.metric, goal):
             status = "converged"
@@ -178,6 +184,7 @@ def run_training(
         "status": status,
         "goal": goal,
         "time_to_goal_s": time_to_goal_s,
+        "diverged_at_step": diverged_at_step,
         "train_time_s": train_time_s,
         "wall_time_s": wall_time_s,
         "epochs": len(curve),
