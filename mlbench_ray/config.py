@@ -164,6 +164,15 @@ class OutputSpec(_Section):
     )
 
 
+class ReportSpec(_Section):
+    """Settings of the report made from the results."""
+
+    price_per_gpu_hour: float | None = Field(
+        None, ge=0, description="Price of one GPU-hour; when set, the report shows the cost to goal."
+    )
+    currency: str = Field("USD", description="Currency of `price_per_gpu_hour`.")
+
+
 class JobSpec(_Section):
     """One benchmark row: a task, trained to a goal, swept over worker counts."""
 
@@ -188,6 +197,7 @@ class JobSpec(_Section):
     data: DataSpec = Field(default_factory=DataSpec, description="Dataset selection and checks.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-worker resources.")
     output: OutputSpec = Field(default_factory=OutputSpec, description="Output folder and storage.")
+    report: ReportSpec = Field(default_factory=ReportSpec, description="Report settings.")
     faults: list[FaultSpec] = Field(
         default_factory=list,
         description="Faults to inject, for testing failure handling; leave empty for benchmark runs.",

@@ -347,6 +347,7 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from mlbench_ray.environment import collect_environment, framework_label
+    from mlbench_ray.report.render import load_result_set, write_report
     from mlbench_ray.summarizer import Summarizer
     from mlbench_ray.tasks import get_task_class
 
@@ -431,6 +432,9 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
         print(
             f"Results: {output_dir / RESULTS_FILE}, {output_dir / TABLE_MARKDOWN}, {output_dir / TABLE_CSV}"
         )
+        # The same code as `python -m mlbench_ray.report`, on the results just written.
+        report_files = write_report(load_result_set(str(output_dir)), output_dir)
+        print(f"Report: {output_dir / 'report.html'} and {len(report_files) - 1} more files")
         return 1 if "failed" in statuses else 0
     finally:
         signal.signal(signal.SIGTERM, previous_handler)

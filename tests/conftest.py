@@ -15,7 +15,11 @@ def ray_session():
     ray.init(
         num_cpus=4,
         namespace=NAMESPACE,
-        include_dashboard=False,
+        # The dashboard serves the state API that Ray Train's placement-group cleaner polls. Without
+        # it, while a second Ray instance ran on this machine, the cleaner was seen to declare a live
+        # trial's controller dead and remove the trial's placement group.
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
         _node_ip_address="127.0.0.1",
         log_to_driver=True,
     )

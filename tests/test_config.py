@@ -145,16 +145,26 @@ def test_cli_too_few_samples_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_readme_documents_every_job_key() -> None:
     """Every job key and every task option appears in the README."""
-    from mlbench_ray.config import DataSpec, GoalSpec, JobSpec, OutputSpec, ResourcesSpec
+    from mlbench_ray.config import (
+        DataSpec,
+        FaultSpec,
+        GoalSpec,
+        JobSpec,
+        OutputSpec,
+        ReportSpec,
+        ResourcesSpec,
+    )
     from mlbench_ray.tasks.image_classification import ImageClassificationOptions
 
     readme = (REPO / "README.md").read_text()
     sections = {"": JobSpec, "data.": DataSpec, "goal.": GoalSpec, "resources.": ResourcesSpec}
-    sections["output."] = OutputSpec
+    sections.update({"output.": OutputSpec, "report.": ReportSpec})
     for prefix, model in sections.items():
         for name in model.model_fields:
-            if name in {"data", "goal", "resources", "output"}:
+            if name in {"data", "goal", "resources", "output", "report"}:
                 continue
             assert f"`{prefix}{name}`" in readme, f"{prefix}{name} is not documented in README.md"
+    for name in FaultSpec.model_fields:
+        assert f"`{name}`" in readme, f"faults[].{name} is not documented in README.md"
     for name in ImageClassificationOptions.model_fields:
         assert f"`{name}`" in readme, f"task_options.{name} is not documented in README.md"

@@ -83,6 +83,8 @@ def run_training(
     _barrier()
     synchronize()
     start = time.perf_counter()
+    # Wall-clock time of the start, for MLPerf-style logs; durations use the monotonic clock above.
+    start_unix_s = time.time()
 
     for epoch in range(1, job.max_epochs + 1):
         epoch_start = time.perf_counter()
@@ -182,6 +184,7 @@ def run_training(
         "workers": context.world_size,
         "seed": context.seed,
         "status": status,
+        "start_unix_s": start_unix_s,
         "goal": goal,
         "time_to_goal_s": time_to_goal_s,
         "diverged_at_step": diverged_at_step,
