@@ -226,7 +226,7 @@ class JobSpec(_Section):
             raise ValueError(f"worker counts must be positive; remove {bad}")
         repeated = sorted({w for w in workers if workers.count(w) > 1})
         if repeated:
-            raise ValueError(f"worker counts must not repeat; {repeated} appear more than once")
+            raise ValueError(f"worker counts must not repeat; remove the repeats of {repeated}")
         return sorted(workers)
 
     @field_validator("seeds")
@@ -294,6 +294,8 @@ def format_validation_error(
             lines.append(f"  {key}: required key is missing; add it to the job file")
             continue
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "list_type":
+            message += "; write a YAML list, for example [1, 2] (on the command line: --set 'workers=[1, 2]')"
         lines.append(f"  {key}: invalid value {value!r}: {message}")
     return "\n".join(lines)
 
@@ -307,7 +309,8 @@ def load_job_dict(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"job file {path} is a directory; pass a YAML file with --job")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as handle:  # a named stream: YAML errors then cite the file
+            raw = yaml.safe_load(handle)
     except yaml.YAMLError as exc:
         raise ConfigError(f"job file {path} is not valid YAML: {exc}") from exc
     except UnicodeDecodeError as exc:
@@ -335,6 +338,8 @@ def _set_dotted(raw: dict[str, Any], dotted_key: str, value: Any) -> None:
 
 def build_job(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> JobSpec:
     """Apply dotted-key overrides to a raw job mapping and validate it."""
+    if overrides:
+        source += " with the command-line options"
     merged = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
     for dotted_key, value in overrides.items():
         _set_dotted(merged, dotted_key, value)

@@ -54,6 +54,10 @@ def write_atomically(path: Path, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+        # mkstemp creates the file as 0600; results are for sharing, so apply the usual umask instead.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -120,13 +124,14 @@ class ResultStore:
                 result.get("epochs"),
                 result.get("diverged_at_step"),
             )
+        elif result.get("status") == "failed":
+            logger.info("[%s] failed: %s", label, result.get("error"))
         else:
             logger.info(
-                "[%s] finished with status %s after %s epochs%s",
+                "[%s] finished with status %s after %s epochs",
                 label,
                 result.get("status"),
                 result.get("epochs"),
-                f": {result['error']}" if result.get("error") else "",
             )
         self.write()
 
@@ -178,5 +183,9 @@ class ResultStore:
         return True
 
 
+class SummarizerActor(ResultStore):
+    """ResultStore under the name that Ray's logs show for the actor."""
+
+
 # Trial drivers and rank 0 of each trial look the actor up by name. It reserves no CPU.
-Summarizer = ray.remote(num_cpus=0, max_restarts=0)(ResultStore)
+Summarizer = ray.remote(num_cpus=0, max_restarts=0)(SummarizerActor)

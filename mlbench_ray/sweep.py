@@ -58,11 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--light-goal", action="store_true", help="train to the light goal (job: goal.use_light)"
     )
 
-    parser.add_argument("--max-epochs", type=int, help="epochs before a trial counts as not converged")
+    parser.add_argument(
+        "--max-epochs", type=int, help="epochs before a trial counts as not converged (job: max_epochs)"
+    )
     parser.add_argument("--dataset", help="cifar10, fashion_mnist or synthetic (job: data.dataset)")
     parser.add_argument("--data-root", help="folder that contains the dataset (job: data.root)")
     parser.add_argument(
-        "--download", action=argparse.BooleanOptionalAction, default=None, help="download missing data"
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="download missing data (job: data.download)",
     )
     parser.add_argument(
         "--verify-checksums",
@@ -72,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser.add_argument("--aggregation", help="allreduce or ddp (job: aggregation)")
-    parser.add_argument("--cpus-per-worker", type=float, help="logical CPUs per worker")
-    parser.add_argument("--gpus-per-worker", type=float, help="GPUs per worker")
+    parser.add_argument(
+        "--cpus-per-worker", type=float, help="logical CPUs per worker (job: resources.cpus_per_worker)"
+    )
+    parser.add_argument(
+        "--gpus-per-worker", type=float, help="GPUs per worker (job: resources.gpus_per_worker)"
+    )
 
     parser.add_argument("--output-dir", help="folder for results.json and tables (job: output.output_dir)")
     parser.add_argument("--storage-path", help="Ray Train storage path (job: output.storage_path)")
@@ -126,6 +135,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def ensure_writable(output_dir: Path) -> None:
     """Create the output folder and check that a file can be written there."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SweepError(f"output folder {output_dir} is a file, not a folder; pass another --output-dir")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         probe = output_dir / f".write-test-{os.getpid()}"
@@ -164,8 +175,39 @@ def output_lock(output_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> list[dict[str, Any]]:
-    """Check that the output folder has no results to lose; return the trials to keep."""
+# Job keys that may change between a sweep and its resumption: they do not change what a trial does.
+RESUMABLE_KEYS = ("workers", "seeds", "output", "report", "resources.check_resources")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def job_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Return the dotted keys whose values differ, ignoring the keys a resumed sweep may change."""
+    old, new = _flatten(saved), _flatten(current)
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        if any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
+            continue
+        if old.get(key) != new.get(key):
+            differences.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return differences
+
+
+def check_output_dir(
+    output_dir: Path, overwrite: bool, resume: bool, job: JobSpec | None = None
+) -> list[dict[str, Any]]:
+    """Check that the output folder has no results to lose; return the trials to keep.
+
+    With `resume`, the saved job must match `job` except for worker counts, seeds, output and report
+    settings, so that kept and new trials measure the same thing.
+    """
     results_path = output_dir / RESULTS_FILE
     if not results_path.exists():
         return []
@@ -180,6 +222,14 @@ def check_output_dir(output_dir: Path, overwrite: bool, resume: bool) -> list[di
         document = json.loads(results_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise SweepError(f"cannot resume: {results_path} is not readable JSON ({exc})") from exc
+    if job is not None and "job" in document:
+        differences = job_differences(document["job"], job.model_dump(mode="json"))
+        if differences:
+            raise SweepError(
+                f"cannot resume: the results in {results_path} come from a different job configuration ("
+                + "; ".join(differences)
+                + "). Resume with the same job file and options, or pass --overwrite or another --output-dir"
+            )
     # Failed trials run again; converged, not converged and diverged ones are results.
     return [t for t in document.get("trials", []) if t.get("status") != "failed"]
 
@@ -195,7 +245,9 @@ def connect_ray(address: str | None) -> bool:
         logger.info("joining Ray cluster at %s", address)
         ray.init(address=address, namespace=NAMESPACE)
         return False
-    logger.info("starting a local Ray instance on 127.0.0.1")
+    # NOTE: Ray 2.60 uses 127.0.0.1 as the node address and binds the dashboard there. Its GCS and
+    # raylet ports still listen on all interfaces, guarded by token authentication (on by default).
+    logger.info("starting a local Ray instance (node address 127.0.0.1, dashboard on 127.0.0.1)")
     ray.init(
         address="local",
         namespace=NAMESPACE,
@@ -261,8 +313,8 @@ _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Z]\w*): (.+)$")
 def summarize_error(text: str) -> str:
     """Return the most telling line of a Ray-wrapped error: the last `module.SomeError: message` line.
 
-    Ray Train wraps worker errors in a WorkerGroupError whose text holds each rank's traceback; the last
-    exception line is the root cause on the last rank that failed.
+    Ray Train wraps worker errors in a WorkerGroupError whose text contains each rank's traceback. The
+    last exception line is the root cause on the last rank that failed.
     """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
@@ -340,6 +392,30 @@ def run_trial(config: dict[str, Any]) -> None:
     tune.report({"workers": workers, "seed": seed, "failed": error is not None})
 
 
+def print_results(table: str, output_dir: Path) -> None:
+    """Print the table and the paths of the result files, and rewrite the report."""
+    from mlbench_ray.report.render import load_result_set, write_report
+
+    print()
+    print(table)
+    print(f"Results: {output_dir / RESULTS_FILE}, {output_dir / TABLE_MARKDOWN}, {output_dir / TABLE_CSV}")
+    # The same code as `python -m mlbench_ray.report`, on the results just written.
+    report_files = write_report(load_result_set(str(output_dir)), output_dir)
+    print(f"Report: {output_dir / 'report.html'} and {len(report_files) - 1} more files")
+
+
+def finish_without_ray(output_dir: Path, kept_trials: list[dict[str, Any]]) -> int:
+    """Rewrite the table and report of a resumed sweep that has nothing left to run."""
+    from mlbench_ray.summarizer import ResultStore
+
+    document = json.loads((output_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+    header = {key: value for key, value in document.items() if key not in ("summary", "trials")}
+    store = ResultStore(str(output_dir), header, kept_trials)
+    store.write()
+    print_results(store.render_markdown(), output_dir)
+    return 1 if any(t.get("status") == "failed" for t in kept_trials) else 0
+
+
 def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str, Any]]) -> int:
     """Prepare data, connect to Ray, run the Tune sweep and print the table; return the exit status."""
     import ray
@@ -347,12 +423,16 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from mlbench_ray.environment import collect_environment, framework_label
-    from mlbench_ray.report.render import load_result_set, write_report
     from mlbench_ray.summarizer import Summarizer
     from mlbench_ray.tasks import get_task_class
 
     task_class = get_task_class(job.task)
     output_dir = job.resolved_output_dir
+    done = {(int(t["workers"]), int(t["seed"])) for t in kept_trials}
+    if all((w, s) in done for w in job.workers for s in job.seeds):
+        logger.info("every trial of this job already has a result in %s; nothing to run", output_dir)
+        return finish_without_ray(output_dir, kept_trials)
+
     logger.info("checking the dataset %s under %s", job.data.dataset, job.data.root)
     dataset = task_class.prepare_data(job)
 
@@ -389,7 +469,6 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
         ).remote(str(output_dir.resolve()), header, kept_trials)
         ray.get(summarizer.write.remote())
 
-        done = {(int(t["workers"]), int(t["seed"])) for t in kept_trials}
         trials = [{"workers": w, "seed": s} for w in job.workers for s in job.seeds if (w, s) not in done]
         logger.info(
             "job %s: task %s, %s, aggregation %s, workers %s, seeds %s, goal %s=%g, %d trial(s) to run "
@@ -427,14 +506,7 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
         table = ray.get(summarizer.render_markdown.remote())
         trials_done = ray.get(summarizer.summary.remote())
         statuses = [s for row in trials_done["per_worker_count"] for s in row["statuses"]]
-        print()
-        print(table)
-        print(
-            f"Results: {output_dir / RESULTS_FILE}, {output_dir / TABLE_MARKDOWN}, {output_dir / TABLE_CSV}"
-        )
-        # The same code as `python -m mlbench_ray.report`, on the results just written.
-        report_files = write_report(load_result_set(str(output_dir)), output_dir)
-        print(f"Report: {output_dir / 'report.html'} and {len(report_files) - 1} more files")
+        print_results(table, output_dir)
         return 1 if "failed" in statuses else 0
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
@@ -444,6 +516,16 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
 
 # Name of the signal that interrupted the sweep; Tune may re-raise KeyboardInterrupt without it.
 _received_signal: list[str] = []
+
+
+def with_absolute_paths(job: JobSpec) -> JobSpec:
+    """Resolve local paths against this folder: Ray workers run in folders of their own."""
+    data = job.data.model_copy(update={"root": job.data.root.expanduser().resolve()})
+    output = job.output.model_copy(update={"output_dir": job.resolved_output_dir.expanduser().resolve()})
+    storage = job.output.storage_path
+    if storage and "://" not in storage:
+        output = output.model_copy(update={"storage_path": str(Path(storage).expanduser().resolve())})
+    return job.model_copy(update={"data": data, "output": output})
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -463,19 +545,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output_dir: Path | None = None
     try:
-        job = load_job(args.job, overrides_from_args(args))
+        job = with_absolute_paths(load_job(args.job, overrides_from_args(args)))
         output_dir = job.resolved_output_dir
         ensure_writable(output_dir)
         with output_lock(output_dir):
-            kept = check_output_dir(output_dir, args.overwrite, args.resume)
+            kept = check_output_dir(output_dir, args.overwrite, args.resume, job)
             return run_sweep(job, args, kept)
     except (ConfigError, DataError, SweepError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         reason = _received_signal[-1] if _received_signal else str(exc) or "SIGINT"
-        if output_dir is None:
-            print(f"\ninterrupted ({reason}) before the sweep started", file=sys.stderr)
+        if output_dir is None or not (output_dir / RESULTS_FILE).exists():
+            print(f"\ninterrupted ({reason}) before any result was written", file=sys.stderr)
         else:
             print(
                 f"\ninterrupted ({reason}): workers stopped; finished trials are in "

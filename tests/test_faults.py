@@ -33,6 +33,14 @@ def test_unwritable_output_dir_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert f"output folder {blocker / 'out'} cannot be written" in err
 
 
+def test_output_dir_that_is_a_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An --output-dir naming an existing file is rejected with that reason."""
+    existing = tmp_path / "results.txt"
+    existing.write_text("")
+    assert main(["--job", str(write_job(tmp_path)), "--output-dir", str(existing)]) == 2
+    assert f"output folder {existing} is a file, not a folder" in capsys.readouterr().err
+
+
 def test_second_sweep_on_same_output_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """While one sweep locks the output folder, a second one exits 2 and names the lock owner."""
     output = tmp_path / "out"

@@ -14,38 +14,30 @@ from tests.helpers import write_cifar10
 from tests.test_config import REPO
 
 
+def sweep_args(root: Path) -> list[str]:
+    """Command-line arguments of the CIFAR-10 job on test-written data under `root`, 1 and 2 workers."""
+    return [
+        "--job", str(REPO / "jobs" / "cifar10-resnet20-allreduce.yaml"),
+        "--workers", "1,2",
+        "--data-root", str(root / "data"),
+        "--no-download",
+        "--no-verify-checksums",
+        "--gpus-per-worker", "0",
+        "--cpus-per-worker", "1",
+        "--max-epochs", "4",
+        "--set", "goal.value=0.3",
+        "--set", "task_options.batch_size_per_worker=32",
+        "--output-dir", str(root / "out"),
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def finished_sweep(ray_session, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the CIFAR-10 job on test-written data, 1 and 2 workers; return the output folder."""
     root = tmp_path_factory.mktemp("sweep")
     write_cifar10(root / "data", train_per_batch=64, test_samples=100)
-    output = root / "out"
-    status = main(
-        [
-            "--job",
-            str(REPO / "jobs" / "cifar10-resnet20-allreduce.yaml"),
-            "--workers",
-            "1,2",
-            "--data-root",
-            str(root / "data"),
-            "--no-download",
-            "--no-verify-checksums",
-            "--gpus-per-worker",
-            "0",
-            "--cpus-per-worker",
-            "1",
-            "--max-epochs",
-            "4",
-            "--set",
-            "goal.value=0.3",
-            "--set",
-            "task_options.batch_size_per_worker=32",
-            "--output-dir",
-            str(output),
-        ]
-    )
-    assert status == 0
-    return output
+    assert main(sweep_args(root)) == 0
+    return root / "out"
 
 
 def test_sweep_writes_table_and_results(finished_sweep: Path) -> None:
@@ -78,38 +70,28 @@ def test_existing_results_not_overwritten(finished_sweep: Path, capsys: pytest.C
     assert (finished_sweep / "results.json").read_bytes() == before
 
 
-def test_resume_runs_only_missing_trials(finished_sweep: Path, tmp_path: Path) -> None:
-    """Resuming with one more worker count keeps the finished trials and adds only the new one."""
-    data_root = tmp_path / "data"
-    write_cifar10(data_root, train_per_batch=64, test_samples=100)
+def test_resume_runs_only_missing_trials(finished_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Resuming keeps finished trials, runs only the missing one, and rejects a changed job."""
+    root = finished_sweep.parent
     document = json.loads((finished_sweep / "results.json").read_text())
     document["trials"] = [t for t in document["trials"] if t["workers"] == 1]
     (finished_sweep / "results.json").write_text(json.dumps(document))
     kept_time = document["trials"][0]["time_to_goal_s"]
 
-    status = main(
-        [
-            "--job",
-            str(REPO / "jobs" / "cifar10-resnet20-allreduce.yaml"),
-            "--workers",
-            "1",
-            "--data-root",
-            str(data_root),
-            "--no-download",
-            "--no-verify-checksums",
-            "--gpus-per-worker",
-            "0",
-            "--cpus-per-worker",
-            "1",
-            "--output-dir",
-            str(finished_sweep),
-            "--resume",
-        ]
-    )
-    assert status == 0
+    assert main([*sweep_args(root), "--resume", "--light-goal"]) == 2
+    assert "goal.use_light: False -> True" in capsys.readouterr().err
+
+    assert main([*sweep_args(root), "--resume"]) == 0
     resumed = json.loads((finished_sweep / "results.json").read_text())
-    assert [t["workers"] for t in resumed["trials"]] == [1]
+    assert [t["workers"] for t in resumed["trials"]] == [1, 2]
     assert resumed["trials"][0]["time_to_goal_s"] == kept_time
+    assert resumed["trials"][1]["status"] == "converged"
+
+    # Nothing left to run: the table and report are rewritten without starting trials.
+    (finished_sweep / "report.md").unlink()
+    assert main([*sweep_args(root), "--resume"]) == 0
+    assert (finished_sweep / "report.md").exists()
+    assert json.loads((finished_sweep / "results.json").read_text())["trials"] == resumed["trials"]
 
 
 def test_unplaceable_worker_count_fails_fast(

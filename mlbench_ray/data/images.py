@@ -268,8 +268,9 @@ def load_image_dataset(spec: DataSpec) -> ImageData:
     except Exception as exc:  # torchvision and pickle raise many types for truncated or corrupt files
         raise DataError(
             f"{DATASET_LABELS[spec.dataset]} under {spec.root} could not be read: "
-            f"{type(exc).__name__}: {exc}. The files may be truncated or corrupt: delete them and "
-            f"download again (data.download: true), or copy an intact dataset there."
+            f"{type(exc).__name__}: {exc}. On a worker node, check that this folder exists there "
+            f"(data.root must be readable on every node). Otherwise the files may be truncated or "
+            f"corrupt: delete them and download again (data.download: true)."
         ) from exc
 
 

@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if len(documents) == 1:
         local = Path(args.results[0])
-        default = (local if local.is_dir() else local.parent) if local.exists() else Path("report")
+        default = Path("report")
+        if local.is_dir():
+            default = local
+        elif local.exists():
+            default = local.parent
         written = write_report(documents[0], args.output_dir or default)
     else:
         output_dir = args.output_dir or Path("report")

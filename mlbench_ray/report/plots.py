@@ -40,7 +40,7 @@ def _worker_axis(axes: plt.Axes) -> None:
 
 
 def speedup_plot(documents: list[dict[str, Any]]) -> bytes:
-    """Speedup against worker count for each result set, with the ideal (linear) line."""
+    """Plot speedup against worker count for each result set, with the ideal (linear) line."""
     figure, axes = plt.subplots(figsize=(6, 4))
     largest = 1
     for document in documents:
@@ -60,7 +60,7 @@ def speedup_plot(documents: list[dict[str, Any]]) -> bytes:
 
 
 def time_to_goal_plot(documents: list[dict[str, Any]]) -> bytes:
-    """Time to goal against worker count; worker counts that did not converge are left out."""
+    """Plot time to goal against worker count; worker counts that did not converge are left out."""
     figure, axes = plt.subplots(figsize=(6, 4))
     for document in documents:
         rows = [r for r in summarize_trials(document["trials"])["per_worker_count"] if r["time_to_goal_s"]]
@@ -79,7 +79,7 @@ def time_to_goal_plot(documents: list[dict[str, Any]]) -> bytes:
 
 
 def metric_curve_plot(document: dict[str, Any]) -> bytes:
-    """The metric after each evaluation against wall-clock time, one line per trial, with the goal."""
+    """Plot the metric after each evaluation against wall-clock time, one line per trial, with the goal."""
     figure, axes = plt.subplots(figsize=(6, 4))
     for trial in document["trials"]:
         curve = trial.get("curve") or []
@@ -101,7 +101,7 @@ def metric_curve_plot(document: dict[str, Any]) -> bytes:
 
 
 def step_breakdown_plot(document: dict[str, Any]) -> bytes:
-    """Stacked mean step time (data, compute, communication) per worker count."""
+    """Plot the median step time per worker count, stacked by data, compute and communication."""
     by_workers: dict[int, list[dict[str, Any]]] = {}
     for trial in document["trials"]:
         if trial.get("step_time"):

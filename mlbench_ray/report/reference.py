@@ -2,8 +2,8 @@
 
 Source: MLBench's published benchmark results for its PyTorch 1.7-era reference code, one NVIDIA T4
 GPU per node. MLBench published the 1-worker time and the best speedup with its worker count, not every
-worker count, so each reference set holds two derived trials: the 1-worker time, and the time at the
-best worker count computed as baseline / best speedup.
+worker count. Each reference set therefore contains two derived trials: the 1-worker time, and the
+time at the best worker count, computed as baseline / best speedup.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def worker_rows(document: dict[str, Any]) -> list[dict[str, str]]:
         converged = [t["time_to_goal_s"] for t in trials if t.get("status") == "converged"]
         statuses = [STATUS_TEXT.get(t.get("status", ""), str(t.get("status"))) for t in trials]
         if row["time_to_goal_s"] is None:
-            # No number for a worker count that did not reach the goal: its statuses say why.
+            # A worker count that did not reach the goal gets no number, only its statuses.
             time_text = "/".join(sorted(set(statuses)))
         else:
             time_text = f"{row['time_to_goal_s']:.1f} s ({row['aggregation_rule']})"
