@@ -1,6 +1,7 @@
 """Orchestration overhead and 2-worker scaling of a sweep on this machine.
 
     python benchmarks/orchestration_scaling.py [--steps 40] [--repeats 3] [--aggregation allreduce]
+        [--bucket-mb 0.25 | --bucket-mb none]
 
 Runs the real sweep command on a local Ray instance with ResNet-20 on synthetic data, 1 and 2 workers
 of one thread each, no augmentation, one epoch. Both trials do the same global work: 2 x `--steps`
@@ -38,9 +39,10 @@ from mlbench_ray.sweep import NAMESPACE, main  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_sweep(steps: int, aggregation: str, output: Path) -> tuple[float, dict]:
+def run_sweep(steps: int, aggregation: str, bucket_mb: str, output: Path) -> tuple[float, dict]:
     args = [
         "--aggregation", aggregation,
+        "--set", f"allreduce_bucket_mb={'null' if bucket_mb == 'none' else bucket_mb}",
         "--job", str(REPO / "jobs" / "quickstart.yaml"),
         "--workers", "1,2",
         "--max-epochs", "1",
@@ -66,6 +68,9 @@ def main_benchmark() -> None:
     parser.add_argument(
         "--aggregation", default="allreduce", choices=["allreduce", "ddp"], help="gradient aggregation scheme"
     )
+    parser.add_argument(
+        "--bucket-mb", default="0.25", help="all-reduce bucket size in MiB, or none for one flat buffer"
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -76,7 +81,9 @@ def main_benchmark() -> None:
     torch.set_num_threads(1)
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as folder:
-            sweep_s, document = run_sweep(args.steps, args.aggregation, Path(folder) / f"run{repeat}")
+            sweep_s, document = run_sweep(
+                args.steps, args.aggregation, args.bucket_mb, Path(folder) / f"run{repeat}"
+            )
         trials = {t["workers"]: t for t in document["trials"]}
         overheads.append((sweep_s - sum(t["wall_time_s"] for t in trials.values())) / len(trials))
         plain_step_s = BATCH / plain_samples_per_s(2 * args.steps)
@@ -91,7 +98,8 @@ def main_benchmark() -> None:
     ray.shutdown()
 
     print(
-        f"ResNet-20 on synthetic data, {args.aggregation}, batch {BATCH} per worker, 1 thread per worker, "
+        f"ResNet-20 on synthetic data, {args.aggregation} (buckets: {args.bucket_mb} MiB), batch {BATCH} "
+        f"per worker, 1 thread per worker, "
         f"{args.repeats} sweeps"
     )
     print("| Figure | Median | Runs |")

@@ -183,6 +183,12 @@ class JobSpec(_Section):
         description="Gradient aggregation: `allreduce` (one flat buffer all-reduced through "
         "torch.distributed, averaged) or `ddp` (PyTorch DistributedDataParallel).",
     )
+    allreduce_bucket_mb: float | None = Field(
+        0.25,
+        gt=0,
+        description="Bucket size of the `allreduce` scheme in MiB: each full bucket is all-reduced while "
+        "backward goes on. null all-reduces one flat buffer after backward.",
+    )
     workers: list[int] = Field(
         description="Worker counts to sweep; 1 is the baseline and is required for speedups."
     )

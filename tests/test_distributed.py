@@ -72,7 +72,9 @@ def test_metric_reduction_sums_before_dividing() -> None:
         assert totals["correct"] / totals["samples"] == pytest.approx(0.75)
 
 
-def _one_step(rank: int, world_size: int, scheme: str) -> dict[str, list[torch.Tensor]]:
+def _one_step(
+    rank: int, world_size: int, scheme: str, bucket_mb: float | None = None
+) -> dict[str, list[torch.Tensor]]:
     job = load_job(
         REPO / "jobs" / "quickstart.yaml",
         {
@@ -89,7 +91,7 @@ def _one_step(rank: int, world_size: int, scheme: str) -> dict[str, list[torch.T
     with torch.no_grad():
         for param in task.model.parameters():
             param.add_(0.01 * rank)
-    aggregator = make_aggregator(scheme, task.model)
+    aggregator = make_aggregator(scheme, task.model, bucket_mb)
     for step, batch in enumerate(task.train_batches(epoch=1)):
         if step == 2:
             break
@@ -110,11 +112,14 @@ def _one_step(rank: int, world_size: int, scheme: str) -> dict[str, list[torch.T
 def test_allreduce_and_ddp_give_the_same_update() -> None:
     """Two steps on 2 gloo ranks: flat all-reduce and DDP end with the same weights on every rank."""
     allreduce = run_ranks(_one_step, 2, "allreduce")
+    bucketed = run_ranks(_one_step, 2, "allreduce", 0.05)
     ddp = run_ranks(_one_step, 2, "ddp")
     for rank in range(2):
         for kind in ("params", "buffers"):
             for tensor_a, tensor_d in zip(allreduce[rank][kind], ddp[rank][kind], strict=True):
                 torch.testing.assert_close(tensor_a, tensor_d, rtol=1e-5, atol=1e-6)
+            for tensor_b, tensor_d in zip(bucketed[rank][kind], ddp[rank][kind], strict=True):
+                torch.testing.assert_close(tensor_b, tensor_d, rtol=1e-5, atol=1e-6)
     # Parameters agree across ranks; buffers are each rank's statistics after its last forward.
     for param_0, param_1 in zip(allreduce[0]["params"], allreduce[1]["params"], strict=True):
         torch.testing.assert_close(param_0, param_1)
@@ -148,3 +153,17 @@ def _one_step_single() -> list[torch.Tensor]:
         loss.backward()
         task.optimizer.step()
     return [p.detach().clone() for p in task.model.parameters()]
+
+
+def test_allreduce_buckets_follow_backward_order() -> None:
+    """Small buckets split ResNet-20's gradients into several, last layer first; None gives one."""
+    from mlbench_ray.distributed.aggregation import BucketedAllReduce
+    from mlbench_ray.models.resnet import resnet20
+
+    model = resnet20()
+    bucketed = BucketedAllReduce(model, bucket_bytes=64 * 1024)
+    assert len(bucketed._buckets) > 5
+    assert bucketed._buckets[0].params[0] is model.fc.bias
+    total = sum(p.numel() for p in model.parameters())
+    assert sum(b.flat.numel() for b in bucketed._buckets) == total
+    assert len(BucketedAllReduce(model, bucket_bytes=None)._buckets) == 1

@@ -1,10 +1,11 @@
 """Gradient aggregation schemes.
 
-`allreduce` copies every gradient into one flat buffer, all-reduces it with a sum through
-torch.distributed and divides by the world size. `ddp` is PyTorch DistributedDataParallel, which
-all-reduces bucketed gradients while the backward pass runs. Both average gradients, and both
-broadcast rank 0's buffers (batch-norm running statistics) before each training forward, so that from
-the same data they produce the same update.
+`allreduce` copies gradients into flat buffers (buckets), all-reduces them with a sum through
+torch.distributed and divides by the world size. With several buckets, the all-reduces run while
+backward goes on. `ddp` is PyTorch DistributedDataParallel, which also all-reduces bucketed gradients
+during the backward pass. Both average gradients, and both broadcast rank 0's buffers (batch-norm
+running statistics) before each training forward, so that from the same data they produce the same
+update.
 """
 
 from __future__ import annotations
@@ -35,57 +36,133 @@ class Aggregator(Protocol):
     def reduce_gradients(self) -> None: ...
 
 
-class FlatAllReduce:
-    """Explicit all-reduce of one flat gradient buffer, averaged over workers."""
+class _Bucket:
+    """A group of parameters whose gradients are all-reduced together in one flat buffer."""
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        self.params = params
+        self.offsets: dict[int, int] = {}
+        offset = 0
+        for param in params:
+            self.offsets[id(param)] = offset
+            offset += param.numel()
+        self.flat = torch.zeros(offset, dtype=params[0].dtype, device=params[0].device)
+        self.pending = len(params)
+        self.handle: dist.Work | None = None
+
+    def copy_in(self, param: nn.Parameter) -> None:
+        start = self.offsets[id(param)]
+        chunk = self.flat[start : start + param.numel()]
+        if param.grad is None:
+            # Every rank must contribute the same layout; an unused parameter adds zeros.
+            chunk.zero_()
+        else:
+            chunk.copy_(param.grad.reshape(-1))
+
+
+class BucketedAllReduce:
+    """Explicit all-reduce of gradients through torch.distributed, summed and divided by the world size.
+
+    With `bucket_bytes` set, gradients are grouped into buckets in reverse parameter order (the order in
+    which backward produces them). A hook on each parameter copies its gradient into its bucket, and a
+    full bucket is all-reduced asynchronously while backward goes on. Buckets are launched strictly in
+    bucket order, so every rank issues the same collectives in the same sequence. With `bucket_bytes`
+    None, all gradients form one flat buffer, all-reduced after backward.
+    """
 
     name = "allreduce"
     communication_timed = True
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, bucket_bytes: int | None = None) -> None:
         self.train_model = model
         self.eval_model = model
         self.world_size = _distributed_world_size()
         self._params = [p for p in model.parameters() if p.requires_grad]
-        self._buffers = [b for b in model.buffers() if b.is_floating_point() or b.dtype == torch.long]
-        total = sum(p.numel() for p in self._params)
-        first = self._params[0]
-        self._flat = torch.zeros(total, dtype=first.dtype, device=first.device)
+        self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
+        self._other_buffers = [b for b in model.buffers() if not b.is_floating_point()]
+        self._buckets = self._make_buckets(bucket_bytes)
+        self._bucket_of = {id(p): bucket for bucket in self._buckets for p in bucket.params}
+        self._next_launch = 0
+        self._overlap = bucket_bytes is not None and self.world_size > 1
         if self.world_size > 1:
             # Start from rank 0's weights, as DDP does, whatever each rank initialised.
-            for tensor in [*self._params, *self._buffers]:
+            for tensor in [*self._params, *model.buffers()]:
                 dist.broadcast(tensor.data, src=0)
+        if self._overlap:
+            for param in self._params:
+                param.register_post_accumulate_grad_hook(self._on_gradient_ready)
+
+    def _make_buckets(self, bucket_bytes: int | None) -> list[_Bucket]:
+        if bucket_bytes is None:
+            return [_Bucket(self._params)]
+        buckets: list[_Bucket] = []
+        current: list[nn.Parameter] = []
+        size = 0
+        for param in reversed(self._params):
+            current.append(param)
+            size += param.numel() * param.element_size()
+            if size >= bucket_bytes:
+                buckets.append(_Bucket(current))
+                current, size = [], 0
+        if current:
+            buckets.append(_Bucket(current))
+        return buckets
+
+    def _on_gradient_ready(self, param: nn.Parameter) -> None:
+        bucket = self._bucket_of[id(param)]
+        bucket.copy_in(param)
+        bucket.pending -= 1
+        self._launch_ready_buckets()
+
+    def _launch_ready_buckets(self) -> None:
+        while self._next_launch < len(self._buckets) and self._buckets[self._next_launch].pending == 0:
+            bucket = self._buckets[self._next_launch]
+            bucket.handle = dist.all_reduce(bucket.flat, op=dist.ReduceOp.SUM, async_op=True)
+            self._next_launch += 1
 
     def before_forward(self) -> None:
-        if self.world_size > 1 and self._buffers:
-            for buffer in self._buffers:
-                dist.broadcast(buffer, src=0)
+        # Rank 0's buffers (batch-norm running statistics), as DDP broadcasts them: one coalesced
+        # broadcast per dtype instead of one per buffer.
+        if self.world_size == 1:
+            return
+        for buffers in (self._float_buffers, self._other_buffers):
+            if not buffers:
+                continue
+            flat = torch.cat([b.reshape(-1) for b in buffers])
+            dist.broadcast(flat, src=0)
+            offset = 0
+            for buffer in buffers:
+                buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
+                offset += buffer.numel()
 
     def reduce_gradients(self) -> None:
         if self.world_size == 1:
             return
-        offset = 0
-        for param in self._params:
-            count = param.numel()
-            chunk = self._flat[offset : offset + count]
-            if param.grad is None:
-                # Every rank must contribute the same layout; an unused parameter adds zeros.
-                chunk.zero_()
-            else:
-                chunk.copy_(param.grad.reshape(-1))
-            offset += count
 
-        dist.all_reduce(self._flat, op=dist.ReduceOp.SUM)
-        self._flat.div_(self.world_size)
+        # Buckets not launched during backward (all of them without overlap, or those holding a
+        # parameter that this step did not use) are filled and launched now, still in bucket order.
+        for bucket in self._buckets[self._next_launch :]:
+            if bucket.pending:
+                for param in bucket.params:
+                    bucket.copy_in(param)
+                bucket.pending = 0
+        self._launch_ready_buckets()
 
-        offset = 0
-        for param in self._params:
-            count = param.numel()
-            averaged = self._flat[offset : offset + count].view_as(param)
-            if param.grad is None:
-                param.grad = averaged.clone()
-            else:
-                param.grad.copy_(averaged)
-            offset += count
+        for bucket in self._buckets:
+            if bucket.handle is None:
+                raise RuntimeError("an all-reduce bucket was never launched; buckets must launch in order")
+            bucket.handle.wait()
+            bucket.flat.div_(self.world_size)
+            for param in bucket.params:
+                start = bucket.offsets[id(param)]
+                averaged = bucket.flat[start : start + param.numel()].view_as(param)
+                if param.grad is None:
+                    param.grad = averaged.clone()
+                else:
+                    param.grad.copy_(averaged)
+            bucket.handle = None
+            bucket.pending = len(bucket.params)
+        self._next_launch = 0
 
 
 class DDPAggregation:
@@ -115,10 +192,11 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def make_aggregator(name: str, model: nn.Module) -> Aggregator:
-    """Wrap a model in the named aggregation scheme."""
+def make_aggregator(name: str, model: nn.Module, bucket_mb: float | None = None) -> Aggregator:
+    """Wrap a model in the named aggregation scheme; `bucket_mb` sets the all-reduce bucket size."""
     if name == "allreduce":
-        return FlatAllReduce(model)
+        bucket_bytes = None if bucket_mb is None else int(bucket_mb * 1024 * 1024)
+        return BucketedAllReduce(model, bucket_bytes)
     if name == "ddp":
         return DDPAggregation(model)
     raise ValueError(f"unknown aggregation scheme {name!r}; use 'allreduce' or 'ddp'")

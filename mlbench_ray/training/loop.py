@@ -66,7 +66,7 @@ def run_training(
     Every rank returns the same result; `on_epoch` is called on every rank after each evaluation.
     """
     task = get_task_class(job.task)(job, context)
-    aggregator = make_aggregator(job.aggregation, task.model)
+    aggregator = make_aggregator(job.aggregation, task.model, job.allreduce_bucket_mb)
     device_names = _gather_device_names(context.device)
     synchronize = device_synchronizer(context.device)
     goal = job.goal.active
