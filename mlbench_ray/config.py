@@ -86,6 +86,11 @@ class ResourcesSpec(_Section):
     cpus_per_worker: float = Field(
         1.0, gt=0, description="Logical CPUs reserved per training worker; also sets its torch threads."
     )
+    set_torch_threads: bool = Field(
+        True,
+        description="Set each worker's torch intra-op threads to cpus_per_worker (at least 1), so that "
+        "co-located workers do not oversubscribe cores; false keeps torch's default.",
+    )
     gpus_per_worker: float = Field(
         0.0, ge=0, description="GPUs reserved per training worker; 0 trains on CPU."
     )
@@ -188,6 +193,11 @@ class JobSpec(_Section):
         gt=0,
         description="Bucket size of the `allreduce` scheme in MiB: each full bucket is all-reduced while "
         "backward goes on. null all-reduces one flat buffer after backward.",
+    )
+    compile: bool = Field(
+        False,
+        description="Train through torch.compile. Compilation happens after the clock starts, so its time "
+        "counts toward time to goal.",
     )
     workers: list[int] = Field(
         description="Worker counts to sweep; 1 is the baseline and is required for speedups."

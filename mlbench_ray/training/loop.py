@@ -67,6 +67,8 @@ def run_training(
     """
     task = get_task_class(job.task)(job, context)
     aggregator = make_aggregator(job.aggregation, task.model, job.allreduce_bucket_mb)
+    # Compiled lazily on the first step, inside the timed region; evaluation stays eager.
+    train_model = torch.compile(aggregator.train_model) if job.compile else aggregator.train_model
     device_names = _gather_device_names(context.device)
     synchronize = device_synchronizer(context.device)
     goal = job.goal.active
@@ -107,7 +109,7 @@ def run_training(
 
             # Forward and backward.
             task.before_step(global_step)
-            loss = task.training_loss(aggregator.train_model, batch)
+            loss = task.training_loss(train_model, batch)
             task.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             timer.lap("compute")
@@ -224,7 +226,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         seed=int(config["seed"]),
     )
     # Threads follow the CPU allotment so that co-located workers do not oversubscribe cores.
-    torch.set_num_threads(max(1, int(job.resources.cpus_per_worker)))
+    if job.resources.set_torch_threads:
+        torch.set_num_threads(max(1, int(job.resources.cpus_per_worker)))
 
     summarizer = ray.get_actor(config["summarizer_name"], namespace=config["namespace"])
     trial_key = {"workers": context.world_size, "seed": context.seed}
