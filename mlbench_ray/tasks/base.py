@@ -1,6 +1,6 @@
 """The interface between a task and the shared training loop, sweep and summarizer.
 
-A task is the only place that knows its model, data, optimizer, schedule and metric. The loop calls
+A task is the only place that defines its model, data, optimizer, schedule and metric. The loop calls
 it in this order on every rank: `train_batches` for one epoch (one `training_loss` and
 `optimizer.step()` per batch), then `evaluate` for the local totals, which the loop sums over ranks
 and hands to `metric_from_totals` and `after_evaluation`.
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """Where a task instance runs."""
+    """Rank, world size, device and seed of a task instance."""
 
     world_size: int
     world_rank: int
@@ -43,7 +43,7 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class TableLabels:
-    """How a task's row reads in the comparison table."""
+    """Labels of a task's row in the comparison table."""
 
     task: str
     dataset: str

@@ -1,7 +1,7 @@
 """Image classification: ResNet-20 on CIFAR-10 (MLBench task 1a), or on Fashion-MNIST or synthetic data.
 
-Training follows MLBench's reference code: per-worker batch 128, so the global batch grows with the
-worker count; SGD with momentum 0.9 (not Nesterov) and weight decay 1e-4; the learning rate rises
+Training follows MLBench's reference code. The batch is 128 per worker, so the global batch grows with
+the worker count. SGD uses momentum 0.9 (not Nesterov) and weight decay 1e-4. The learning rate rises
 linearly from 0.02 to 0.02 x W over log2(W) epochs, then halves whenever the validation loss has not
 improved by 0.01 (absolute) for more than one evaluation. Unlike MLBench, the rate has no floor of
 0.02, which kept its 1-worker baseline from ever decaying.
@@ -99,8 +99,8 @@ class ImageClassificationTask(Task):
         on_gpu = device.type == "cuda"
         self.channels_last = on_gpu if self.options.channels_last is None else self.options.channels_last
         use_bf16 = self.options.autocast == "bf16" or (self.options.autocast == "auto" and on_gpu)
-        # NOTE: channels-last and bf16 autocast are on by default on GPU, where they have not yet run
-        # in this project's tests; on CPU the tests check that they compute the same function.
+        # NOTE: channels-last and bf16 autocast are on by default on GPU, where they have not yet run.
+        # On CPU, the tests check that they compute the same function as the default path.
         self._autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
         # Same seed on every rank: identical initial weights (the aggregators also broadcast rank 0's).
@@ -248,6 +248,6 @@ class ImageClassificationTask(Task):
         )
 
     def after_evaluation(self, evaluation: Evaluation) -> None:
-        # The plateau schedule starts once warmup is over; every rank sees the same global loss.
+        # The plateau schedule starts once warmup is over. Every rank gets the same global loss.
         if self._warm:
             self.plateau.step(evaluation.loss)
