@@ -2,8 +2,8 @@
 
     python benchmarks/data_loading.py [--steps 20] [--repeats 3] [--threads 1]
 
-For each task the loop's step timer splits every step into data wait, compute and communication; the
-data share is data / (data + compute + communication), median over `--repeats` runs of `--steps`
+For each task, the loop's step timer splits every step into data wait, compute and communication. The
+data share is data / (data + compute + communication), the median over `--repeats` runs of `--steps`
 steps on one process. The image task runs ResNet-20 at batch 128 on synthetic 32x32 images, with its
 per-sample random crop and flip done on batches of tensors, and once without augmentation for
 comparison. Tasks without a model in this version are not listed.
@@ -20,29 +20,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_throughput import print_row  # noqa: E402
+from step_throughput import one_epoch_job, print_row  # noqa: E402
 
-from mlbench_ray.config import load_job  # noqa: E402
 from mlbench_ray.tasks.base import WorkerContext  # noqa: E402
 from mlbench_ray.training.loop import run_training  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def data_share(steps: int, augment: bool) -> float:
-    job = load_job(
-        REPO / "jobs" / "quickstart.yaml",
-        {
-            "workers": [1],
-            "max_epochs": 1,
-            "goal.value": 1.0,
-            "max_steps_per_epoch": steps,
-            "data.synthetic_train_samples": 128 * steps,
-            "data.synthetic_test_samples": 8,
-            "task_options.batch_size_per_worker": 128,
-            "task_options.augment": augment,
-        },
-    )
+    job = one_epoch_job(steps, augment)
     step = run_training(job, WorkerContext(1, 0, 0, torch.device("cpu"), seed=0))["step_time"]
     total = step["data_s"] + step["compute_s"] + (step["communication_s"] or 0.0)
     return step["data_s"] / total

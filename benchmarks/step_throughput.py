@@ -5,7 +5,7 @@
 Both sides train ResNet-20 (the image task's model) with SGD (momentum 0.9, weight decay 1e-4) on
 batches of 128 synthetic 32x32 images held in memory, one process, `--threads` torch threads. The
 project's side runs `run_training`, the loop every worker runs, with its step timer and aggregation
-hooks; the evaluation at the end of its epoch is not in the figure. The plain side is a bare
+hooks. The evaluation at the end of its epoch is not in the figure. The plain side is a bare
 forward/backward/step loop. Augmentation is off on both sides, so the ratio measures the loop's own
 cost; `data_loading.py` measures the data share. The two sides alternate, `--repeats` times each, and
 the table shows medians.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mlbench_ray.config import load_job
+from mlbench_ray.config import JobSpec, load_job
 from mlbench_ray.models.resnet import resnet20
 from mlbench_ray.tasks.base import WorkerContext
 from mlbench_ray.training.loop import run_training
@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 BATCH = 128
 
 
-def project_samples_per_s(steps: int) -> float:
-    job = load_job(
+def one_epoch_job(steps: int, augment: bool) -> JobSpec:
+    """Return a 1-worker job of one epoch of `steps` ResNet-20 steps on synthetic data, batch 128."""
+    return load_job(
         REPO / "jobs" / "quickstart.yaml",
         {
             "workers": [1],
@@ -40,9 +41,13 @@ def project_samples_per_s(steps: int) -> float:
             "data.synthetic_train_samples": BATCH * steps,
             "data.synthetic_test_samples": 8,
             "task_options.batch_size_per_worker": BATCH,
-            "task_options.augment": False,
+            "task_options.augment": augment,
         },
     )
+
+
+def project_samples_per_s(steps: int) -> float:
+    job = one_epoch_job(steps, augment=False)
     result = run_training(job, WorkerContext(1, 0, 0, torch.device("cpu"), seed=0))
     return float(result["samples_per_s"])
 

@@ -109,7 +109,7 @@ def test_report_row_extras(mixed_results: Path) -> None:
 
 
 def test_html_is_self_contained(mixed_results: Path, tmp_path: Path) -> None:
-    """The HTML page holds the table and four embedded PNG plots and requests nothing from a network."""
+    """The HTML page contains the table and four embedded PNG plots and requests nothing from a network."""
     write_report(load_result_set(str(mixed_results)), tmp_path / "out")
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<table>" in page

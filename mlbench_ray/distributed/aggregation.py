@@ -23,7 +23,7 @@ def _distributed_world_size() -> int:
 
 
 class Aggregator(Protocol):
-    """How a training step turns per-rank gradients into the averaged gradient."""
+    """Interface of a gradient aggregation scheme: per-rank gradients in, averaged gradients out."""
 
     name: str
     train_model: nn.Module

@@ -1,7 +1,7 @@
 """ResNet-20 for 32x32 images (He et al., 2016, section 4.2), as MLBench trains it on CIFAR-10.
 
-Three stages of three basic blocks with 16, 32 and 64 channels; the first block of stages two and three
-halves the resolution, and its shortcut is a strided 1x1 convolution followed by batch norm (the
+Three stages of three basic blocks have 16, 32 and 64 channels. The first block of stages two and
+three halves the resolution, and its shortcut is a strided 1x1 convolution followed by batch norm (the
 projection shortcut). About 0.27 M parameters for 10 classes.
 """
 

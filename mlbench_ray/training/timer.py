@@ -1,7 +1,7 @@
 """Per-step timing split into data wait, compute and communication.
 
-On a GPU the device is synchronized before each clock read; without that, queued kernels would be
-billed to whichever phase happens to wait for them.
+On a GPU the device is synchronized before each clock read. Otherwise queued kernels would be billed to
+whichever phase happens to wait for them.
 """
 
 from __future__ import annotations
