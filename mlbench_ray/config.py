@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 AggregationName = Literal["allreduce", "ddp"]
-DatasetName = Literal["cifar10", "fashion_mnist", "synthetic"]
+DatasetName = Literal["cifar10", "fashion_mnist", "synthetic", "wikitext2", "wikitext2_raw"]
 
 
 class ConfigError(ValueError):
@@ -31,21 +31,28 @@ class DataSpec(_Section):
 
     dataset: DatasetName = Field(
         "cifar10",
-        description="Dataset name: `cifar10`, `fashion_mnist` (torchvision's FashionMNIST layout) or "
-        "`synthetic` (random images for smoke runs; labelled as synthetic in every output).",
+        description="Dataset name: `cifar10`, `fashion_mnist` (torchvision's FashionMNIST layout), "
+        "`synthetic` (random images for smoke runs; labelled as synthetic in every output), `wikitext2` "
+        "(tokenized WikiText-2, for `language_modeling`) or `wikitext2_raw` (raw WikiText-2, for "
+        "`masked_language_modeling`). Each task names the datasets it accepts.",
     )
     root: Path = Field(
         Path("data"),
         description="Data root. CIFAR-10 is read from `<root>/cifar-10-batches-py/`, Fashion-MNIST from "
-        "`<root>/FashionMNIST/raw/`. Must be readable on every node that runs a worker.",
+        "`<root>/FashionMNIST/raw/`, WikiText-2 from `<root>/wikitext-2/wiki.{train,valid,test}.tokens`, "
+        "raw WikiText-2 from `<root>/wikitext-2-raw/wiki.{train,valid,test}.raw`. Must be readable on "
+        "every node that runs a worker.",
     )
     download: bool = Field(
-        False, description="Download the dataset into `root` with torchvision when it is missing."
+        False,
+        description="Download the dataset into `root` when it is missing (images with torchvision, "
+        "WikiText-2 from its public archive).",
     )
     verify_checksums: bool = Field(
         True,
-        description="Verify the MD5 checksums that torchvision publishes for the dataset files. Turn off "
-        "for your own data in the same layout; results then record the dataset as not verified.",
+        description="Verify the dataset files' published checksums (torchvision's MD5 for images, "
+        "GluonNLP's SHA-1 for WikiText-2). Turn off for your own data in the same layout; results then "
+        "record the dataset as not verified.",
     )
     synthetic_train_samples: int = Field(
         2048, gt=0, description="Training images generated when `dataset` is `synthetic`."

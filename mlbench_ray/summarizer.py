@@ -88,7 +88,7 @@ class ResultStore:
         metric_name = self.header["metric_name"]
         logger.info(
             "[%s] epoch %d/%d %s=%.4f val_loss=%.4f train_loss=%.4f lr=%.4g elapsed=%.1fs epoch=%.1fs "
-            "samples/s=%.0f",
+            "%s/s=%.0f",
             label,
             record["epoch"],
             max_epochs,
@@ -99,6 +99,7 @@ class ResultStore:
             record["lr"],
             record["elapsed_s"],
             record["epoch_s"],
+            self.header.get("sample_unit", "samples"),
             record["samples_per_s"],
         )
 

@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-epochs", type=int, help="epochs before a trial counts as not converged (job: max_epochs)"
     )
-    parser.add_argument("--dataset", help="cifar10, fashion_mnist or synthetic (job: data.dataset)")
+    parser.add_argument(
+        "--dataset", help="cifar10, fashion_mnist, synthetic, wikitext2 or wikitext2_raw (job: data.dataset)"
+    )
     parser.add_argument("--data-root", help="folder that contains the dataset (job: data.root)")
     parser.add_argument(
         "--download",
@@ -454,6 +456,7 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
             "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "job": job.model_dump(mode="json"),
             "metric_name": task_class.metric_name,
+            "sample_unit": task_class.sample_unit,
             "labels": {**labels.__dict__, "dataset": dataset_label},
             "framework": framework_label(),
             "environment": collect_environment(),

@@ -113,3 +113,41 @@ def run_ranks(fn: Callable, world_size: int, *args: Any) -> list[Any]:
         process.join(timeout=60)
         assert process.exitcode == 0, f"rank process exited with {process.exitcode}"
     return [results[rank] for rank in range(world_size)]
+
+
+def _sentences(count: int, seed: int) -> list[str]:
+    """Sentences of a small, regular language: the determiner, noun and verb patterns are learnable."""
+    rng = np.random.default_rng(seed)
+    nouns = ["cat", "dog", "bird", "fish", "horse", "cow"]
+    verbs = ["sees", "likes", "follows", "feeds"]
+    adjectives = ["small", "big", "red", "old"]
+    sentences = []
+    for _ in range(count):
+        subject, obj = rng.choice(nouns, 2)
+        words = [
+            "the",
+            str(rng.choice(adjectives)),
+            str(subject),
+            str(rng.choice(verbs)),
+            "the",
+            str(obj),
+            ".",
+        ]
+        sentences.append(" ".join(words))
+    return sentences
+
+
+def write_wikitext(root: Path, train_lines: int = 120, eval_lines: int = 20, seed: int = 0) -> Path:
+    """Write a tiny corpus in both WikiText-2 layouts (tokenized and raw) under `root`; return `root`.
+
+    Each line is a paragraph of 4 sentences, as in WikiText; the files do not match WikiText-2's
+    checksums, so the sweep must run with checksum verification off.
+    """
+    counts = {"train": train_lines, "valid": eval_lines, "test": eval_lines}
+    for offset, (split, lines) in enumerate(counts.items()):
+        sentences = _sentences(4 * lines, seed * 10 + offset)
+        text = "".join(f" {' '.join(sentences[4 * i : 4 * i + 4])} \n" for i in range(lines))
+        for folder, suffix in (("wikitext-2", "tokens"), ("wikitext-2-raw", "raw")):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            (root / folder / f"wiki.{split}.{suffix}").write_text(text, encoding="utf-8")
+    return root

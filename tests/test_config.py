@@ -155,6 +155,8 @@ def test_readme_documents_every_job_key() -> None:
         ResourcesSpec,
     )
     from mlbench_ray.tasks.image_classification import ImageClassificationOptions
+    from mlbench_ray.tasks.language_modeling import LanguageModelingOptions
+    from mlbench_ray.tasks.masked_language_modeling import MaskedLanguageModelingOptions
 
     readme = (REPO / "README.md").read_text()
     sections = {"": JobSpec, "data.": DataSpec, "goal.": GoalSpec, "resources.": ResourcesSpec}
@@ -166,8 +168,9 @@ def test_readme_documents_every_job_key() -> None:
             assert f"`{prefix}{name}`" in readme, f"{prefix}{name} is not documented in README.md"
     for name in FaultSpec.model_fields:
         assert f"`{name}`" in readme, f"faults[].{name} is not documented in README.md"
-    for name in ImageClassificationOptions.model_fields:
-        assert f"`{name}`" in readme, f"task_options.{name} is not documented in README.md"
+    for options in (ImageClassificationOptions, LanguageModelingOptions, MaskedLanguageModelingOptions):
+        for name in options.model_fields:
+            assert f"`{name}`" in readme, f"task_options.{name} of {options.__name__} is not in README.md"
 
 
 def test_relative_paths_resolved_for_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

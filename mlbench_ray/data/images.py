@@ -71,11 +71,8 @@ class ImageData:
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def _check_files(folder: Path, expected: list[tuple[str, str]], verify: bool, dataset: str) -> None:

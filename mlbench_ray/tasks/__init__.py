@@ -9,8 +9,11 @@ from mlbench_ray.tasks.base import Task
 
 def _registry() -> dict[str, type[Task]]:
     from mlbench_ray.tasks.image_classification import ImageClassificationTask
+    from mlbench_ray.tasks.language_modeling import LanguageModelingTask
+    from mlbench_ray.tasks.masked_language_modeling import MaskedLanguageModelingTask
 
-    return {ImageClassificationTask.name: ImageClassificationTask}
+    tasks: list[type[Task]] = [ImageClassificationTask, LanguageModelingTask, MaskedLanguageModelingTask]
+    return {task.name: task for task in tasks}
 
 
 def task_names() -> list[str]:

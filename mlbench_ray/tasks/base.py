@@ -1,9 +1,10 @@
 """The interface between a task and the shared training loop, sweep and summarizer.
 
 A task is the only place that defines its model, data, optimizer, schedule and metric. The loop calls
-it in this order on every rank: `train_batches` for one epoch (one `training_loss` and
-`optimizer.step()` per batch), then `evaluate` for the local totals, which the loop sums over ranks
-and hands to `metric_from_totals` and `after_evaluation`.
+it in this order on every rank: `train_batches` for one epoch, drawing `epoch_steps(epoch)` batches
+(per batch: `before_step`, `training_loss`, backward, gradient averaging, `before_optimizer_step`,
+`optimizer.step()`), then `evaluate` for the local totals, which the loop sums over ranks and hands to
+`metric_from_totals` and `after_evaluation`.
 """
 
 from __future__ import annotations
@@ -56,15 +57,20 @@ class Task(ABC):
     """One benchmark task on one worker."""
 
     name: ClassVar[str]
+    # Values of `data.dataset` this task trains on.
+    datasets: ClassVar[tuple[str, ...]]
     metric_name: ClassVar[str]
     higher_is_better: ClassVar[bool]
     metric_min: ClassVar[float]
     metric_max: ClassVar[float]
     options_model: ClassVar[type[BaseModel]]
 
+    # What a training sample is, for throughput figures: images, tokens or sequences.
+    sample_unit: ClassVar[str] = "samples"
+
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    samples_per_step: int  # per rank
+    samples_per_step: int  # per rank, for tasks whose batches all have the same size
 
     @classmethod
     def parse_options(cls, options: dict[str, Any]) -> BaseModel:
@@ -75,6 +81,11 @@ class Task(ABC):
     def validate_job(cls, job: JobSpec) -> list[str]:
         """Return problems with the job for this task, each naming the dotted key, value and fix."""
         problems = []
+        if job.data.dataset not in cls.datasets:
+            problems.append(
+                f"data.dataset: invalid value {job.data.dataset!r}: task {cls.name} trains on "
+                f"{' or '.join(cls.datasets)}; set data.dataset (--dataset) to one of them"
+            )
         for key, value in (("goal.value", job.goal.value), ("goal.light_value", job.goal.light_value)):
             if value is None:
                 continue
@@ -108,6 +119,14 @@ class Task(ABC):
     def steps_per_epoch(self) -> int:
         """Training steps per epoch, the same on every rank."""
 
+    def epoch_steps(self, epoch: int) -> int:
+        """Training steps in `epoch`, the same on every rank; the loop draws this many batches."""
+        return self.steps_per_epoch
+
+    def batch_samples(self, batch: Any) -> int:
+        """Training samples in one of this rank's batches, for throughput figures."""
+        return self.samples_per_step
+
     @abstractmethod
     def train_batches(self, epoch: int) -> Iterator[Any]:
         """Yield this rank's training batches for one epoch, already on the device."""
@@ -119,6 +138,9 @@ class Task(ABC):
     def before_step(self, global_step: int) -> None:  # noqa: B027 (optional hook)
         """Set per-step state such as a warmup learning rate."""
 
+    def before_optimizer_step(self) -> None:  # noqa: B027 (optional hook)
+        """Act on the averaged gradients before the update, for example clip them."""
+
     @abstractmethod
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Return this rank's evaluation totals (sums), to be summed over ranks."""
@@ -129,6 +151,10 @@ class Task(ABC):
 
     def after_evaluation(self, evaluation: Evaluation) -> None:  # noqa: B027 (optional hook)
         """Update state that depends on the evaluation, such as a plateau schedule."""
+
+    def epoch_details(self) -> dict[str, Any]:
+        """Task state to add to each epoch's record, such as a switch of optimizer."""
+        return {}
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])

@@ -76,6 +76,8 @@ class ImageClassificationTask(Task):
     """ResNet-20 image classification, top-1 accuracy on the whole test set."""
 
     name = "image_classification"
+    datasets = ("cifar10", "fashion_mnist", "synthetic")
+    sample_unit = "images"
     metric_name = "top1_accuracy"
     higher_is_better = True
     metric_min = 0.0

@@ -80,6 +80,7 @@ def run_training(
     time_to_goal_s: float | None = None
     diverged_at_step: int | None = None
     global_step = 0
+    total_samples = 0  # this rank's training samples; every rank trains as many
     best_metric: float | None = None
 
     _barrier()
@@ -92,11 +93,13 @@ def run_training(
         epoch_start = time.perf_counter()
         epoch_step_time = timer.step_time_s
         loss_sum = torch.zeros((), dtype=torch.float64, device=context.device)
+        epoch_samples = 0
+        epoch_steps = task.epoch_steps(epoch)
         batches = iter(task.train_batches(epoch))
         if job.faults:
             inject_faults(job.faults, context.world_size, context.world_rank, epoch, task.model)
 
-        for _ in range(task.steps_per_epoch):
+        for _ in range(epoch_steps):
             timer.start_step()
 
             # Data: next batch, already augmented and on the device.
@@ -118,8 +121,10 @@ def run_training(
             aggregator.reduce_gradients()
             timer.lap("communication")
 
+            task.before_optimizer_step()
             task.optimizer.step()
             loss_sum += loss.detach().double()
+            epoch_samples += task.batch_samples(batch)
             timer.lap("compute")
             timer.end_step()
             global_step += 1
@@ -127,7 +132,7 @@ def run_training(
         # Evaluation on every rank's share of the test set, summed over ranks.
         totals = task.evaluate(aggregator.eval_model)
         totals["train_loss_sum"] = float(loss_sum)
-        totals["train_steps"] = float(task.steps_per_epoch)
+        totals["train_steps"] = float(epoch_steps)
         totals = all_reduce_sums(totals, context.device)
         evaluation = task.metric_from_totals(totals)
         train_loss = totals["train_loss_sum"] / max(totals["train_steps"], 1.0)
@@ -156,11 +161,10 @@ def run_training(
             "val_loss": evaluation.loss,
             "train_loss": train_loss,
             "lr": lr,
-            "samples_per_s": task.samples_per_step
-            * context.world_size
-            * task.steps_per_epoch
-            / max(epoch_train_s, 1e-9),
+            "samples_per_s": epoch_samples * context.world_size / max(epoch_train_s, 1e-9),
+            **task.epoch_details(),
         }
+        total_samples += epoch_samples
         curve.append(record)
         if on_epoch is not None:
             on_epoch(record)
@@ -181,7 +185,7 @@ def run_training(
     if not aggregator.communication_timed:
         # DDP all-reduces inside backward; that time is part of compute and cannot be split out.
         per_step["communication_s"] = None
-    global_samples = task.samples_per_step * context.world_size * timer.steps
+    global_samples = total_samples * context.world_size
     return {
         "workers": context.world_size,
         "seed": context.seed,
@@ -197,6 +201,7 @@ def run_training(
         "final_metric": curve[-1]["metric"] if curve else None,
         "best_metric": best_metric,
         "samples_per_s": global_samples / train_time_s if train_time_s > 0 else None,
+        "sample_unit": task.sample_unit,
         "step_time": per_step,
         "device_names": device_names,
         "torch_threads": torch.get_num_threads(),
