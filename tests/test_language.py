@@ -140,10 +140,12 @@ def test_bert_validation_counts_each_masked_token_once(corpus: Path) -> None:
 # Training steps on 2 gloo ranks
 
 
-def _awd_steps(rank: int, world_size: int, root: str, scheme: str) -> list[torch.Tensor]:
+def _awd_steps(
+    rank: int, world_size: int, root: str, scheme: str, bucket_mb: float | None
+) -> list[torch.Tensor]:
     job = awd_job(Path(root), [world_size], aggregation=scheme)
     task = LanguageModelingTask(job, WorkerContext(world_size, rank, rank, torch.device("cpu"), seed=1))
-    aggregator = make_aggregator(scheme, task.model, job.allreduce_bucket_mb)
+    aggregator = make_aggregator(scheme, task.model, bucket_mb)
     for step, batch in enumerate(task.train_batches(epoch=1)):
         if step == 2:
             break
@@ -158,9 +160,10 @@ def _awd_steps(rank: int, world_size: int, root: str, scheme: str) -> list[torch
 
 
 def test_weight_drop_under_ddp_and_allreduce(corpus: Path) -> None:
-    """Two weight-dropped steps on 2 ranks: no hang, same weights on both ranks, same update either way."""
-    allreduce = run_ranks(_awd_steps, 2, str(corpus), "allreduce")
-    ddp = run_ranks(_awd_steps, 2, str(corpus), "ddp")
+    """Two weight-dropped steps on 2 ranks: no hang, same weights on both ranks, same update each way."""
+    allreduce = run_ranks(_awd_steps, 2, str(corpus), "allreduce", 0.25)
+    flat = run_ranks(_awd_steps, 2, str(corpus), "allreduce", None)
+    ddp = run_ranks(_awd_steps, 2, str(corpus), "ddp", None)
     initial = [
         p.detach().clone()
         for p in LanguageModelingTask(
@@ -168,8 +171,9 @@ def test_weight_drop_under_ddp_and_allreduce(corpus: Path) -> None:
         ).model.parameters()
     ]
     for rank in range(2):
-        for param_a, param_d in zip(allreduce[rank], ddp[rank], strict=True):
+        for param_a, param_f, param_d in zip(allreduce[rank], flat[rank], ddp[rank], strict=True):
             torch.testing.assert_close(param_a, param_d, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(param_f, param_d, rtol=1e-4, atol=1e-5)
     for param_0, param_1 in zip(allreduce[0], allreduce[1], strict=True):
         torch.testing.assert_close(param_0, param_1)
         assert torch.isfinite(param_0).all()
@@ -285,6 +289,11 @@ def test_make_corpus_writes_both_layouts(tmp_path: Path, capsys: pytest.CaptureF
     assert "<unk>" not in raw
     for split in ("train", "valid", "test"):
         assert (tmp_path / "out" / "wikitext-2" / f"wiki.{split}.tokens").stat().st_size > 0
+
+
+def test_make_corpus_rejects_missing_source(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"source .*nowhere does not exist"):
+        make_corpus_main([str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")])
 
 
 def test_make_corpus_rejects_too_few_documents(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -83,6 +83,7 @@ def sha1_of(path: Path) -> str:
 
 def _download(layout: CorpusLayout, root: Path) -> None:
     # torchvision's helpers fetch and unpack; the archive is checked against GluonNLP's SHA-1.
+    # NOTE: not yet run here, because the machines this project is tested on have no internet access.
     from torchvision.datasets.utils import download_url, extract_archive
 
     root.mkdir(parents=True, exist_ok=True)

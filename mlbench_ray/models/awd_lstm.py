@@ -41,6 +41,8 @@ class WeightDropLSTM(nn.Module):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """`inputs` is (time, batch, features); `hidden` is (h, c), each (1, batch, hidden_size)."""
         weight_hh = F.dropout(self.weight_hh, self.weight_drop, self.training)
+        # NOTE: not yet run on a GPU. There cuDNN gets the weights as separate tensors, not one flat
+        # buffer, and may warn that it copies them into its own layout on every call.
         # The fused kernel behind nn.LSTM (cuDNN on GPU), called with our weights: one layer,
         # unidirectional, time-major, no inter-layer dropout (AWD-LSTM applies its own).
         output, h, c = torch._VF.lstm(  # type: ignore[attr-defined]
