@@ -121,6 +121,22 @@ class ResourcesSpec(_Section):
         description="Seconds a torch.distributed collective may wait for the other ranks; a worker that "
         "hangs longer fails its trial.",
     )
+    max_failures: int = Field(
+        0,
+        ge=0,
+        description="Worker failures a trial survives: the worker group restarts from the last checkpoint "
+        "(see `checkpoint`). 0 fails the trial at the first failure.",
+    )
+    checkpoint: bool = Field(
+        True,
+        description="Save a checkpoint (rank 0: weights, optimizer, schedule, epoch, clock) after every "
+        "evaluation, for restarts after a failure. It counts toward time to goal.",
+    )
+    worker_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables of the training workers (for example NCCL settings), passed "
+        "through their Ray runtime environment.",
+    )
     check_resources: bool = Field(
         True,
         description="Before launching, check that the cluster can place the largest worker count and fail "
@@ -150,6 +166,13 @@ class FaultSpec(_Section):
     rank: int = Field(0, ge=0, description="World rank that fails.")
     epoch: int = Field(1, gt=0, description="Epoch at whose start the fault happens.")
     hang_s: float = Field(3600.0, gt=0, description="Seconds a `hang` fault sleeps.")
+    delay_s: float = Field(0.0, ge=0, description="Seconds into the epoch before the fault happens.")
+    attempt: int | None = Field(
+        0,
+        ge=0,
+        description="Restart count at which the fault happens: 0 in the first run of the trial, 1 after "
+        "the first restart from a checkpoint; null in every run.",
+    )
 
     @model_validator(mode="after")
     def _rank_exists(self) -> FaultSpec:
@@ -171,9 +194,37 @@ class OutputSpec(_Section):
     )
     storage_path: str | None = Field(
         None,
-        description="Ray Train storage path for trial run data; a local folder on one node, or cloud "
-        "storage / a shared file system on several. Default: Ray's own (`~/ray_results`).",
+        description="Ray Train and Tune storage for run data and checkpoints: a local folder on one node, "
+        "cloud storage (`s3://`, `gs://`) or a shared file system on several. With cloud storage the "
+        "result files are also copied to `<storage_path>/<name>/`. Default: Ray's own (`~/ray_results`).",
     )
+    storage_endpoint: str | None = Field(
+        None,
+        description="Address of an S3-compatible server (MinIO, Ceph, moto) for an `s3://` storage_path, "
+        "for example http://127.0.0.1:9000; null uses AWS. Credentials come from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY where the sweep runs.",
+    )
+    storage_region: str = Field("us-east-1", description="Region passed to the S3-compatible server.")
+    shared_storage: bool = Field(
+        False,
+        description="Declare that a local storage_path is a shared file system mounted at the same path "
+        "on every node; otherwise a multi-node cluster rejects a local path.",
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_needs_s3(self) -> OutputSpec:
+        if self.storage_endpoint is not None:
+            if not (self.storage_path or "").startswith("s3://"):
+                raise ValueError(
+                    "storage_endpoint is set but storage_path is not an s3:// path; set storage_path to "
+                    "s3://BUCKET/PREFIX or drop storage_endpoint"
+                )
+            if not self.storage_endpoint.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"storage_endpoint {self.storage_endpoint!r} must start with http:// or https://, "
+                    "for example http://127.0.0.1:9000"
+                )
+        return self
 
 
 class ReportSpec(_Section):

@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from mlbench_ray.config import OutputSpec
 from mlbench_ray.report.summary import (
     DETAIL_COLUMNS,
     render_csv,
@@ -26,6 +27,7 @@ from mlbench_ray.report.summary import (
     table_row,
     worker_count_rows,
 )
+from mlbench_ray.storage import upload_results
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +73,17 @@ def trial_label(job_name: str, workers: int, seed: int) -> str:
 class ResultStore:
     """Trial results of one sweep and the files made from them."""
 
-    def __init__(self, output_dir: str, header: dict[str, Any], trials: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        output_dir: str,
+        header: dict[str, Any],
+        trials: list[dict[str, Any]] | None = None,
+        storage_filesystem: Any = None,
+    ):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.output_dir = Path(output_dir)
         self.header = header
+        self.storage_filesystem = storage_filesystem
         self.trials: list[dict[str, Any]] = list(trials or [])
         self.epochs_seen: dict[str, int] = {}
 
@@ -176,16 +185,82 @@ class ResultStore:
     def write(self) -> None:
         """Write results.json, table.md and table.csv, each atomically."""
         document = {**self.header, "summary": self.summary(), "trials": self.trials}
-        write_atomically(self.output_dir / RESULTS_FILE, json.dumps(_json_safe(document), indent=2) + "\n")
-        write_atomically(self.output_dir / TABLE_MARKDOWN, self.render_markdown())
-        write_atomically(self.output_dir / TABLE_CSV, render_csv(self.table_rows()))
+        files = {
+            RESULTS_FILE: json.dumps(_json_safe(document), indent=2) + "\n",
+            TABLE_MARKDOWN: self.render_markdown(),
+            TABLE_CSV: render_csv(self.table_rows()),
+        }
+        for name, text in files.items():
+            write_atomically(self.output_dir / name, text)
+        # A copy on cloud storage, where the output is there; each object is replaced whole.
+        job = self.header.get("job", {})
+        if "output" in job:
+            output = OutputSpec.model_validate(job["output"])
+            upload_results(output, str(job["name"]), files, self.storage_filesystem)
 
     def ping(self) -> bool:
         return True
 
 
 class SummarizerActor(ResultStore):
-    """ResultStore under the name that Ray's logs show for the actor."""
+    """ResultStore as the sweep's long-lived actor, which also exports the dashboard metrics.
+
+    Ray exports each metric to Prometheus as `ray_<name>`, with the job, task and worker count (and
+    seed, per trial) as tags. Short-lived processes lose their metrics, so the trial-level ones are
+    set here, where they live as long as the sweep.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from ray.util.metrics import Gauge
+
+        header = self.header
+
+        job_tags = ("job", "task")
+        trial_tags = (*job_tags, "workers", "seed")
+        self._job_tags = {"job": str(header["job"]["name"]), "task": str(header["job"]["task"])}
+        self._gauges = {
+            "total": Gauge("mlbench_trials_total", "Trials in the sweep.", job_tags),
+            "finished": Gauge("mlbench_trials_finished", "Trials with a result.", job_tags),
+            "epoch": Gauge("mlbench_trial_epoch", "Last evaluated epoch of a trial.", trial_tags),
+            "metric": Gauge("mlbench_trial_metric", "Task metric at a trial's last evaluation.", trial_tags),
+            "throughput": Gauge(
+                "mlbench_trial_samples_per_second",
+                "Training samples (images, tokens or sequences) per second, all workers, last epoch.",
+                trial_tags,
+            ),
+            "time_to_goal": Gauge(
+                "mlbench_time_to_goal_seconds",
+                "Time to goal of a worker count (median over seeds).",
+                (*job_tags, "workers"),
+            ),
+            "speedup": Gauge("mlbench_best_speedup", "Best speedup over the 1-worker baseline.", job_tags),
+        }
+        self._export_summary()
+
+    def _export_summary(self) -> None:
+        gauges = self._gauges
+        gauges["total"].set(float(self.header.get("planned_trials", len(self.trials))), tags=self._job_tags)
+        gauges["finished"].set(float(len(self.trials)), tags=self._job_tags)
+        summary = self.summary()
+        for row in summary["per_worker_count"]:
+            if row["time_to_goal_s"] is not None:
+                tags = {**self._job_tags, "workers": str(row["workers"])}
+                gauges["time_to_goal"].set(float(row["time_to_goal_s"]), tags=tags)
+        if summary["best_speedup"] is not None:
+            gauges["speedup"].set(float(summary["best_speedup"]), tags=self._job_tags)
+
+    def record_epoch(self, trial_key: dict[str, int], record: dict[str, Any]) -> None:
+        super().record_epoch(trial_key, record)
+        tags = {**self._job_tags, "workers": str(trial_key["workers"]), "seed": str(trial_key["seed"])}
+        self._gauges["epoch"].set(float(record["epoch"]), tags=tags)
+        if math.isfinite(record["metric"]):
+            self._gauges["metric"].set(float(record["metric"]), tags=tags)
+        self._gauges["throughput"].set(float(record["samples_per_s"]), tags=tags)
+
+    def record_trial(self, result: dict[str, Any]) -> None:
+        super().record_trial(result)
+        self._export_summary()
 
 
 # Trial drivers and rank 0 of each trial look the actor up by name. It reserves no CPU.

@@ -28,8 +28,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from mlbench_ray.config import ConfigError, JobSpec, load_job, parse_int_list, parse_override
+from mlbench_ray.config import (
+    ConfigError,
+    JobSpec,
+    load_job,
+    load_job_dict,
+    parse_int_list,
+    parse_override,
+)
 from mlbench_ray.data.errors import DataError
+from mlbench_ray.storage import (
+    StorageError,
+    check_storage_for_cluster,
+    ray_storage_path,
+    storage_filesystem,
+)
 from mlbench_ray.summarizer import RESULTS_FILE, TABLE_CSV, TABLE_MARKDOWN
 
 logger = logging.getLogger("mlbench_ray.sweep")
@@ -50,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a benchmark task to its goal for each worker count and print the speedup table.",
     )
     parser.add_argument("--job", type=Path, default=DEFAULT_JOB, help="job file (YAML); default %(default)s")
+    parser.add_argument(
+        "--suite",
+        type=Path,
+        help="suite file (YAML list of job files, e.g. jobs/suite.yaml): run each job in turn; the other "
+        "options apply to every job, and --output-dir becomes the parent of one folder per job",
+    )
     parser.add_argument(
         "--workers", help="worker counts to sweep, comma-separated, e.g. 1,2,4 (job: workers)"
     )
@@ -326,11 +345,14 @@ def summarize_error(text: str) -> str:
     return lines[0][:500] if lines else text[:500]
 
 
-def run_trial(config: dict[str, Any]) -> None:
-    """Tune function trainable: run one (worker count, seed) trial as a TorchTrainer."""
+def run_trial(config: dict[str, Any], storage_filesystem: Any = None) -> None:
+    """Tune function trainable: run one (worker count, seed) trial as a TorchTrainer.
+
+    `storage_filesystem` is the pyarrow file system of an S3-compatible endpoint, or None.
+    """
     import ray
     from ray import tune
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from mlbench_ray.training.loop import train_loop_per_worker
@@ -362,8 +384,12 @@ def run_trial(config: dict[str, Any]) -> None:
         ),
         run_config=RunConfig(
             name=f"{job.name}-{config['run_id']}-w{workers}-s{seed}",
-            storage_path=job.output.storage_path,
-            failure_config=FailureConfig(max_failures=0),
+            storage_path=ray_storage_path(job.output),
+            storage_filesystem=storage_filesystem,
+            failure_config=FailureConfig(max_failures=resources.max_failures),
+            # Only the latest checkpoint is needed to restart.
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            worker_runtime_env={"env_vars": dict(resources.worker_env)} if resources.worker_env else None,
         ),
     )
     error: str | None = None
@@ -446,6 +472,8 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     try:
         check_resources(job)
+        check_storage_for_cluster(job, len([node for node in ray.nodes() if node.get("Alive")]))
+        storage_path, filesystem = storage_filesystem(job.output)
         run_id = uuid.uuid4().hex[:8]
         labels = task_class.table_labels(job)
         dataset_label = labels.dataset
@@ -457,6 +485,7 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
             "job": job.model_dump(mode="json"),
             "metric_name": task_class.metric_name,
             "sample_unit": task_class.sample_unit,
+            "planned_trials": len(job.workers) * len(job.seeds),
             "labels": {**labels.__dict__, "dataset": dataset_label},
             "framework": framework_label(),
             "environment": collect_environment(),
@@ -469,7 +498,7 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
             scheduling_strategy=NodeAffinitySchedulingStrategy(
                 ray.get_runtime_context().get_node_id(), soft=False
             ),
-        ).remote(str(output_dir.resolve()), header, kept_trials)
+        ).remote(str(output_dir.resolve()), header, kept_trials, filesystem)
         ray.get(summarizer.write.remote())
 
         trials = [{"workers": w, "seed": s} for w in job.workers for s in job.seeds if (w, s) not in done]
@@ -489,7 +518,10 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
             output_dir,
         )
         if trials:
-            trainable = tune.with_resources(run_trial, {"cpu": job.resources.trial_driver_cpus})
+            trainable = tune.with_resources(
+                tune.with_parameters(run_trial, storage_filesystem=filesystem),
+                {"cpu": job.resources.trial_driver_cpus},
+            )
             tuner = tune.Tuner(
                 trainable,
                 param_space={
@@ -501,7 +533,10 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
                 },
                 tune_config=tune.TuneConfig(max_concurrent_trials=job.resources.max_concurrent_trials),
                 run_config=tune.RunConfig(
-                    name=f"{job.name}-{run_id}", storage_path=job.output.storage_path, verbose=0
+                    name=f"{job.name}-{run_id}",
+                    storage_path=storage_path,
+                    storage_filesystem=filesystem,
+                    verbose=0,
                 ),
             )
             tuner.fit()
@@ -542,22 +577,72 @@ def resume_command(argv: list[str]) -> str:
     return shlex.join(["python", "-m", "mlbench_ray.sweep", *kept, "--resume"])
 
 
+def load_suite(path: Path, overrides: dict[str, Any]) -> list[JobSpec]:
+    """Load and validate every job of a suite file before any of them runs."""
+    raw = load_job_dict(path)
+    files = raw.get("jobs")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        raise ConfigError(
+            f"suite file {path} must contain `jobs:`, a non-empty list of job files relative to it, for "
+            f"example jobs: [cifar10-resnet20-allreduce.yaml]"
+        )
+    parent = overrides.pop("output.output_dir", None)
+    jobs = []
+    for name in files:
+        job = load_job(path.parent / name, overrides)
+        if parent is not None:
+            job = job.model_copy(
+                update={"output": job.output.model_copy(update={"output_dir": Path(parent) / job.name})}
+            )
+        jobs.append(with_absolute_paths(job))
+    names = [job.name for job in jobs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"suite file {path}: job names must differ, but {repeated} repeat")
+    return jobs
+
+
+def run_job(job: JobSpec, args: argparse.Namespace, output_dirs: list[Path]) -> int:
+    """Run one job's sweep under its output lock; return its exit status."""
+    output_dir = job.resolved_output_dir
+    output_dirs.append(output_dir)
+    ensure_writable(output_dir)
+    with output_lock(output_dir):
+        kept = check_output_dir(output_dir, args.overwrite, args.resume, job)
+        return run_sweep(job, args, kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    output_dir: Path | None = None
+    output_dirs: list[Path] = []
     try:
-        job = with_absolute_paths(load_job(args.job, overrides_from_args(args)))
-        output_dir = job.resolved_output_dir
-        ensure_writable(output_dir)
-        with output_lock(output_dir):
-            kept = check_output_dir(output_dir, args.overwrite, args.resume, job)
-            return run_sweep(job, args, kept)
-    except (ConfigError, DataError, SweepError) as exc:
+        overrides = overrides_from_args(args)
+        if args.suite is None:
+            return run_job(with_absolute_paths(load_job(args.job, overrides)), args, output_dirs)
+        jobs = load_suite(args.suite, overrides)
+        # Every job's data and output folder is checked before the first job runs.
+        from mlbench_ray.tasks import get_task_class
+
+        for job in jobs:
+            ensure_writable(job.resolved_output_dir)
+            get_task_class(job.task).prepare_data(job)
+        statuses = []
+        for index, job in enumerate(jobs, start=1):
+            logger.info("suite %s: job %d of %d, %s", args.suite, index, len(jobs), job.name)
+            try:
+                statuses.append(run_job(job, args, output_dirs))
+            except (DataError, SweepError, StorageError) as exc:
+                # One job's bad data or output folder does not stop the other jobs.
+                print(f"error: job {job.name}: {exc}", file=sys.stderr)
+                statuses.append(2)
+        return max(statuses)
+    except (ConfigError, DataError, SweepError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        output_dir = output_dirs[-1] if output_dirs else None
         reason = _received_signal[-1] if _received_signal else str(exc) or "SIGINT"
         if output_dir is None or not (output_dir / RESULTS_FILE).exists():
             print(f"\ninterrupted ({reason}) before any result was written", file=sys.stderr)

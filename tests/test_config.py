@@ -11,7 +11,8 @@ from mlbench_ray.config import ConfigError, load_job
 from mlbench_ray.sweep import main
 
 REPO = Path(__file__).resolve().parents[1]
-JOB_FILES = sorted((REPO / "jobs").glob("*.yaml"))
+SUITE_FILE = REPO / "jobs" / "suite.yaml"
+JOB_FILES = sorted(path for path in (REPO / "jobs").glob("*.yaml") if path != SUITE_FILE)
 
 
 def write_job(tmp_path: Path, **changes: object) -> Path:
@@ -27,6 +28,58 @@ def test_shipped_job_files_validate(path: Path) -> None:
     """Every job file in jobs/ passes validation."""
     job = load_job(path)
     assert job.workers == sorted(job.workers)
+
+
+def test_suite_lists_every_seed_row() -> None:
+    """jobs/suite.yaml names existing job files, each valid, with distinct names."""
+    from mlbench_ray.sweep import load_suite
+
+    jobs = load_suite(SUITE_FILE, {})
+    assert [job.task for job in jobs] == [
+        "image_classification",
+        "image_classification",
+        "language_modeling",
+        "masked_language_modeling",
+    ]
+    assert len({job.name for job in jobs}) == len(jobs)
+
+
+def test_suite_output_dir_is_parent(tmp_path: Path) -> None:
+    from mlbench_ray.sweep import load_suite
+
+    jobs = load_suite(SUITE_FILE, {"output.output_dir": str(tmp_path)})
+    assert [job.resolved_output_dir for job in jobs] == [tmp_path / job.name for job in jobs]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("jobs: []\n", "non-empty list of job files"),
+        ("jobs: [missing.yaml]\n", "missing.yaml not found"),
+        ("jobs: [a.yaml, a.yaml]\n", "job names must differ"),
+    ],
+)
+def test_bad_suite_rejected_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    (tmp_path / "a.yaml").write_text((REPO / "jobs" / "quickstart.yaml").read_text())
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(text)
+    assert main(["--suite", str(suite), "--output-dir", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_suite_checks_every_jobs_data_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing dataset of the second job stops the suite before the first job runs."""
+    (tmp_path / "a.yaml").write_text((REPO / "jobs" / "quickstart.yaml").read_text())
+    job = yaml.safe_load((REPO / "jobs" / "quickstart.yaml").read_text())
+    job.update(name="second", data={"dataset": "cifar10", "root": str(tmp_path / "no-data")})
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(job))
+    (tmp_path / "suite.yaml").write_text("jobs: [a.yaml, b.yaml]\n")
+    assert main(["--suite", str(tmp_path / "suite.yaml"), "--output-dir", str(tmp_path / "out")]) == 2
+    assert "no-data does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "quickstart" / "results.json").exists()
 
 
 def test_seed_rows_match_mlbench() -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,13 +34,70 @@ def sweep_args(root: Path) -> list[str]:
     ]  # fmt: skip
 
 
+class MetricsScraper(threading.Thread):
+    """Reads the local node's Prometheus endpoint every half second and keeps the mlbench lines."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.lines: set[str] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    text = response.read().decode("utf-8")
+                self.lines.update(line for line in text.splitlines() if line.startswith("ray_mlbench_"))
+            except OSError:
+                pass
+            self.stop.wait(0.5)
+
+
+def metrics_url(ray_session) -> str:
+    node = next(n for n in ray_session.nodes() if n["Alive"])
+    return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+
+
 @pytest.fixture(scope="module")
 def finished_sweep(ray_session, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Run the CIFAR-10 job on test-written data, 1 and 2 workers; return the output folder."""
+    """Run the CIFAR-10 job on test-written data, 1 and 2 workers; return the output folder.
+
+    The dashboard metrics seen during the sweep are saved next to it, in `metrics.txt`.
+    """
     root = tmp_path_factory.mktemp("sweep")
     write_cifar10(root / "data", train_per_batch=64, test_samples=100)
-    assert main(sweep_args(root)) == 0
+    scraper = MetricsScraper(metrics_url(ray_session))
+    scraper.start()
+    try:
+        assert main(sweep_args(root)) == 0
+        time.sleep(3)  # one more export of the final values
+    finally:
+        scraper.stop.set()
+        scraper.join()
+    (root / "metrics.txt").write_text("\n".join(sorted(scraper.lines)))
     return root / "out"
+
+
+def test_dashboard_metrics_exported(finished_sweep: Path) -> None:
+    """Trial, throughput and speedup metrics reached the node's Prometheus endpoint, with their tags."""
+    lines = (finished_sweep.parent / "metrics.txt").read_text().splitlines()
+    names = {line.split("{", 1)[0] for line in lines}
+    for name in (
+        "ray_mlbench_trials_total",
+        "ray_mlbench_trials_finished",
+        "ray_mlbench_trial_epoch",
+        "ray_mlbench_trial_metric",
+        "ray_mlbench_trial_samples_per_second",
+        "ray_mlbench_time_to_goal_seconds",
+        "ray_mlbench_best_speedup",
+        "ray_mlbench_worker_samples_per_second",
+    ):
+        assert name in names, f"{name} not among {sorted(names)}"
+    finished = [line for line in lines if line.startswith("ray_mlbench_trials_finished{")]
+    assert any('job="cifar10-resnet20-allreduce"' in line and line.endswith(" 2.0") for line in finished)
+    per_count = [line for line in lines if line.startswith("ray_mlbench_time_to_goal_seconds{")]
+    assert any('workers="2"' in line and 'task="image_classification"' in line for line in per_count)
 
 
 def test_sweep_writes_table_and_results(finished_sweep: Path) -> None:

@@ -7,6 +7,7 @@ import html
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from mlbench_ray.report import plots
 from mlbench_ray.report.mlperf import write_trial_log
@@ -30,7 +31,11 @@ def load_result_set(location: str) -> dict[str, Any]:
     if "://" in location:
         import pyarrow.fs
 
-        path = location if location.endswith(".json") else location.rstrip("/") + "/" + RESULTS_FILE
+        # The file name goes into the URI's path, before any query (`?endpoint_override=...`).
+        parts = urlsplit(location)
+        if not parts.path.endswith(".json"):
+            parts = parts._replace(path=parts.path.rstrip("/") + "/" + RESULTS_FILE)
+        path = urlunsplit(parts)
         try:
             filesystem, inner_path = pyarrow.fs.FileSystem.from_uri(path)
             with filesystem.open_input_stream(inner_path) as stream:

@@ -152,6 +152,15 @@ class Task(ABC):
     def after_evaluation(self, evaluation: Evaluation) -> None:  # noqa: B027 (optional hook)
         """Update state that depends on the evaluation, such as a plateau schedule."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """Return what a checkpoint must hold to continue training: weights, optimizer, schedule."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state that `state_dict` returned."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def epoch_details(self) -> dict[str, Any]:
         """Task state to add to each epoch's record, such as a switch of optimizer."""
         return {}

@@ -249,6 +249,14 @@ class ImageClassificationTask(Task):
             metric=totals["correct"] / samples, loss=totals["loss_sum"] / samples, samples=int(samples)
         )
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "plateau": self.plateau.state_dict(), "warm": self._warm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.plateau.load_state_dict(state["plateau"])
+        self._warm = bool(state["warm"])
+
     def after_evaluation(self, evaluation: Evaluation) -> None:
         # The plateau schedule starts once warmup is over. Every rank gets the same global loss.
         if self._warm:

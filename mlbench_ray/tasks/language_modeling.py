@@ -320,18 +320,33 @@ class LanguageModelingTask(Task):
             samples=int(tokens),
         )
 
+    def _switch_to_averaging(self) -> None:
+        self.optimizer = torch.optim.ASGD(
+            self.model.parameters(), lr=self.peak_lr, t0=0, lambd=0.0, weight_decay=self.options.weight_decay
+        )
+        self.averaging = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "averaging": self.averaging,
+            "switched_at_epoch": self.switched_at_epoch,
+            "val_losses": list(self._val_losses),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # The optimizer's state belongs to ASGD once averaging has started.
+        if state["averaging"]:
+            self._switch_to_averaging()
+        super().load_state_dict(state)
+        self.switched_at_epoch = state["switched_at_epoch"]
+        self._val_losses = list(state["val_losses"])
+
     def after_evaluation(self, evaluation: Evaluation) -> None:
         # The reference's rule: switch when this loss is worse than the best before the last `nonmono`.
         history = self._val_losses
         nonmono = self.options.nonmono
         if not self.averaging and len(history) > nonmono and evaluation.loss > min(history[:-nonmono]):
-            self.optimizer = torch.optim.ASGD(
-                self.model.parameters(),
-                lr=self.peak_lr,
-                t0=0,
-                lambd=0.0,
-                weight_decay=self.options.weight_decay,
-            )
-            self.averaging = True
+            self._switch_to_averaging()
             self.switched_at_epoch = self._epoch
         history.append(evaluation.loss)

@@ -24,12 +24,21 @@ class InjectedFault(RuntimeError):
 
 
 def inject_faults(
-    faults: list[FaultSpec], world_size: int, world_rank: int, epoch: int, model: torch.nn.Module
+    faults: list[FaultSpec],
+    world_size: int,
+    world_rank: int,
+    epoch: int,
+    model: torch.nn.Module,
+    restarts: int = 0,
 ) -> None:
-    """Trigger the faults that match this trial (worker count), rank and epoch."""
+    """Trigger the faults that match this trial (worker count), rank, epoch and restart count."""
     for fault in faults:
         if fault.workers not in (None, world_size) or fault.rank != world_rank or fault.epoch != epoch:
             continue
+        if fault.attempt is not None and fault.attempt != restarts:
+            continue
+        if fault.delay_s:
+            time.sleep(fault.delay_s)
         logger.warning("injecting fault %s on rank %d at epoch %d", fault.kind, world_rank, epoch)
         if fault.kind == "raise":
             raise InjectedFault(f"injected fault on rank {world_rank} at epoch {epoch}")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import platform
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +30,11 @@ from mlbench_ray.training.timer import StepTimer, device_synchronizer
 
 logger = logging.getLogger(__name__)
 
+CHECKPOINT_FILE = "trial_state.pt"
+
 EpochCallback = Callable[[dict[str, Any]], None]
+# Called on every rank after each evaluation that does not end the trial, with the state to save.
+CheckpointCallback = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 def _barrier() -> None:
@@ -59,13 +65,22 @@ def _gather_device_names(device: torch.device) -> list[str]:
 
 
 def run_training(
-    job: JobSpec, context: WorkerContext, on_epoch: EpochCallback | None = None
+    job: JobSpec,
+    context: WorkerContext,
+    on_epoch: EpochCallback | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the job's task on this rank until the goal or max epochs; return the trial result.
 
     Every rank returns the same result; `on_epoch` is called on every rank after each evaluation.
+    `on_checkpoint` receives the state to save after each evaluation that does not end the trial, and
+    `resume` is such a state: training then goes on after its epoch, on the same clock.
     """
     task = get_task_class(job.task)(job, context)
+    if resume is not None:
+        # Before the aggregator: it broadcasts rank 0's weights, and DDP wraps the model as it is.
+        task.load_state_dict(resume["task"])
     aggregator = make_aggregator(job.aggregation, task.model, job.allreduce_bucket_mb)
     # Compiled lazily on the first step, inside the timed region; evaluation stays eager.
     train_model = torch.compile(aggregator.train_model) if job.compile else aggregator.train_model
@@ -82,14 +97,31 @@ def run_training(
     global_step = 0
     total_samples = 0  # this rank's training samples; every rank trains as many
     best_metric: float | None = None
+    first_epoch = 1
+    restarts = 0
+    restart_epochs: list[int] = []  # the checkpoint epoch each restart continued from
+    if resume is not None:
+        curve = list(resume["curve"])
+        global_step = int(resume["global_step"])
+        total_samples = int(resume["total_samples"])
+        best_metric = resume["best_metric"]
+        first_epoch = int(resume["epoch"]) + 1
+        restarts = int(resume["restarts"]) + 1
+        restart_epochs = [*resume["restart_epochs"], int(resume["epoch"])]
+        timer.totals_s = dict(resume["timer_totals_s"])
+        timer.steps = int(resume["timer_steps"])
 
     _barrier()
     synchronize()
     start = time.perf_counter()
     # Wall-clock time of the start, for MLPerf-style logs; durations use the monotonic clock above.
     start_unix_s = time.time()
+    if resume is not None:
+        # The clock never stops: the time lost to the failure and the restart counts.
+        start_unix_s = float(resume["start_unix_s"])
+        start -= time.time() - start_unix_s
 
-    for epoch in range(1, job.max_epochs + 1):
+    for epoch in range(first_epoch, job.max_epochs + 1):
         epoch_start = time.perf_counter()
         epoch_step_time = timer.step_time_s
         loss_sum = torch.zeros((), dtype=torch.float64, device=context.device)
@@ -97,7 +129,7 @@ def run_training(
         epoch_steps = task.epoch_steps(epoch)
         batches = iter(task.train_batches(epoch))
         if job.faults:
-            inject_faults(job.faults, context.world_size, context.world_rank, epoch, task.model)
+            inject_faults(job.faults, context.world_size, context.world_rank, epoch, task.model, restarts)
 
         for _ in range(epoch_steps):
             timer.start_step()
@@ -178,6 +210,21 @@ def run_training(
             status = "converged"
             time_to_goal_s = elapsed_s
             break
+        if on_checkpoint is not None and epoch < job.max_epochs:
+            state = {
+                "task": task.state_dict(),
+                "epoch": epoch,
+                "global_step": global_step,
+                "total_samples": total_samples,
+                "best_metric": best_metric,
+                "curve": curve,
+                "timer_totals_s": dict(timer.totals_s),
+                "timer_steps": timer.steps,
+                "start_unix_s": start_unix_s,
+                "restarts": restarts,
+                "restart_epochs": restart_epochs,
+            }
+            on_checkpoint(state, record)
 
     wall_time_s = time.perf_counter() - start
     train_time_s = timer.step_time_s
@@ -194,6 +241,8 @@ def run_training(
         "goal": goal,
         "time_to_goal_s": time_to_goal_s,
         "diverged_at_step": diverged_at_step,
+        "restarts": restarts,
+        "restart_epochs": restart_epochs,
         "train_time_s": train_time_s,
         "wall_time_s": wall_time_s,
         "epochs": len(curve),
@@ -219,6 +268,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray
     import ray.train
     import ray.train.torch
+    from ray.util.metrics import Gauge
 
     job = JobSpec.model_validate(config["job"])
     train_context = ray.train.get_context()
@@ -236,13 +286,58 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     summarizer = ray.get_actor(config["summarizer_name"], namespace=config["namespace"])
     trial_key = {"workers": context.world_size, "seed": context.seed}
+    # Live throughput of this worker on the dashboard; the summarizer exports the trial-level metrics.
+    throughput = Gauge(
+        "mlbench_worker_samples_per_second",
+        description="Training samples (images, tokens or sequences) per second of one worker, last epoch.",
+        tag_keys=("job", "task", "workers", "rank"),
+    )
+    throughput_tags = {
+        "job": job.name,
+        "task": job.task,
+        "workers": str(context.world_size),
+        "rank": str(world_rank),
+    }
 
     def report_epoch(record: dict[str, Any]) -> None:
+        throughput.set(float(record["samples_per_s"]) / context.world_size, tags=throughput_tags)
         if world_rank == 0:
             # Fire and forget: progress must not hold up training.
             summarizer.record_epoch.remote(trial_key, record)
 
-    result = run_training(job, context, on_epoch=report_epoch)
+    def save_checkpoint(state: dict[str, Any], record: dict[str, Any]) -> None:
+        # ray.train.report is a barrier: every rank calls it, and only rank 0 passes a checkpoint.
+        # NOTE: a checkpoint counts once Ray Train's controller has collected it, which it does every
+        # 2 s (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S). A failure sooner restarts from the one before.
+        metrics = {"epoch": record["epoch"], "metric": record["metric"]}
+        if world_rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, Path(folder) / CHECKPOINT_FILE)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+    resume = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = torch.load(
+                Path(folder) / CHECKPOINT_FILE, map_location=context.device, weights_only=False
+            )
+        logger.warning(
+            "rank %d restarting from the checkpoint of epoch %d (restart %d)",
+            world_rank,
+            resume["epoch"],
+            resume["restarts"] + 1,
+        )
+
+    result = run_training(
+        job,
+        context,
+        on_epoch=report_epoch,
+        on_checkpoint=save_checkpoint if job.resources.checkpoint else None,
+        resume=resume,
+    )
     if world_rank == 0:
         # Wait for the summarizer, so that the result is on disk before the trial ends.
         ray.get(summarizer.record_trial.remote(result))
