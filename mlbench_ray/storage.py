@@ -87,6 +87,9 @@ def upload_results(
 
     location = f"{str(output.storage_path).rstrip('/')}/{job_name}"
     try:
+        if filesystem is None and output.storage_endpoint is not None:
+            # The configured server, never AWS itself, even where the caller has no file system yet.
+            filesystem = storage_filesystem(output)[1]
         if filesystem is None:
             filesystem, root = pyarrow.fs.FileSystem.from_uri(location)
         else:

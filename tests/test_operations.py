@@ -147,6 +147,34 @@ def test_results_round_trip_through_s3(ray_session, s3_server: Any, tmp_path: Pa
     assert (tmp_path / "report" / "report.md").is_file()
 
 
+def test_upload_without_filesystem_uses_endpoint(s3_server: Any) -> None:
+    """A results copy made without a file system at hand still goes to the configured server."""
+    from mlbench_ray.config import OutputSpec
+    from mlbench_ray.storage import upload_results
+
+    endpoint, client = s3_server
+    output = OutputSpec(storage_path="s3://bench/copies", storage_endpoint=endpoint)
+    assert upload_results(output, "job", {"table.md": "| a |\n"}) == "s3://bench/copies/job"
+    body = client.get_object(Bucket="bench", Key="copies/job/table.md")["Body"].read()
+    assert body == b"| a |\n"
+
+
+class _BrokenFileSystem:
+    def create_dir(self, path: str, recursive: bool = True) -> None:
+        raise OSError("simulated outage")
+
+
+def test_failed_upload_keeps_going(caplog: pytest.LogCaptureFixture) -> None:
+    """A storage outage is logged; the sweep and its local results go on."""
+    from mlbench_ray.config import OutputSpec
+    from mlbench_ray.storage import upload_results
+
+    output = OutputSpec(storage_path="s3://bench/copies")
+    assert upload_results(output, "job", {"table.md": "x"}, _BrokenFileSystem()) is None
+    assert "could not copy the results to s3://bench/copies/job" in caplog.text
+    assert "simulated outage" in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------------
 # Restarts from checkpoints
 
