@@ -8,6 +8,7 @@ every error names the dotted key, the value received and how to fix it.
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,16 +214,21 @@ class OutputSpec(_Section):
 
     @model_validator(mode="after")
     def _endpoint_needs_s3(self) -> OutputSpec:
+        if self.shared_storage and self.storage_path is None:
+            raise ValueError(
+                "output.shared_storage is true but output.storage_path is not set; set storage_path to "
+                "the shared folder, or drop shared_storage"
+            )
         if self.storage_endpoint is not None:
             if not (self.storage_path or "").startswith("s3://"):
                 raise ValueError(
-                    "storage_endpoint is set but storage_path is not an s3:// path; set storage_path to "
-                    "s3://BUCKET/PREFIX or drop storage_endpoint"
+                    "output.storage_endpoint is set but output.storage_path is not an s3:// path; set "
+                    "storage_path to s3://BUCKET/PREFIX or drop storage_endpoint"
                 )
             if not self.storage_endpoint.startswith(("http://", "https://")):
                 raise ValueError(
-                    f"storage_endpoint {self.storage_endpoint!r} must start with http:// or https://, "
-                    "for example http://127.0.0.1:9000"
+                    f"output.storage_endpoint {self.storage_endpoint!r} must start with http:// or "
+                    "https://, for example http://127.0.0.1:9000"
                 )
         return self
 
@@ -340,10 +346,14 @@ def _model_at(path: tuple[str | int, ...], root: type[BaseModel]) -> type[BaseMo
     """Return the pydantic model that contains the last key of `path`, for key suggestions."""
     model = root
     for part in path[:-1]:
+        if isinstance(part, int):
+            continue  # an index into a list of models, such as faults.0
         field = model.model_fields.get(str(part))
         annotation = getattr(field, "annotation", None) if field else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
+        for candidate in (annotation, *typing.get_args(annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
         else:
             return None
     return model
@@ -368,6 +378,10 @@ def format_validation_error(
             lines.append(f"  {key}: required key is missing; add it to the job file")
             continue
         message = item["msg"].removeprefix("Value error, ")
+        if isinstance(value, dict):
+            # A check across a section's keys: its message names them, and the section is too long to echo.
+            lines.append(f"  {key}: {message}")
+            continue
         if item["type"] == "list_type":
             message += "; write a YAML list, for example [1, 2] (on the command line: --set 'workers=[1, 2]')"
         lines.append(f"  {key}: invalid value {value!r}: {message}")

@@ -86,6 +86,8 @@ class ResultStore:
         self.storage_filesystem = storage_filesystem
         self.trials: list[dict[str, Any]] = list(trials or [])
         self.epochs_seen: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}
+        self.clock_starts: dict[str, float] = {}
 
     def _name(self) -> str:
         return str(self.header["job"]["name"])
@@ -144,6 +146,21 @@ class ResultStore:
                 result.get("epochs"),
             )
         self.write()
+
+    def begin_attempt(self, trial_key: dict[str, int]) -> dict[str, Any]:
+        """Count a start of a trial's worker group; return the attempt number and the trial's clock start.
+
+        The count lives here, not in the checkpoint, so that a worker group restarting without a
+        checkpoint (one that failed before its first checkpoint was collected) is still counted.
+        """
+        key = f"{trial_key['workers']}-{trial_key['seed']}"
+        attempt = self.attempts.get(key, -1) + 1
+        self.attempts[key] = attempt
+        return {"attempt": attempt, "start_unix_s": self.clock_starts.get(key)}
+
+    def set_clock_start(self, trial_key: dict[str, int], start_unix_s: float) -> None:
+        """Record when a trial's clock started, once, for the attempts after a failure."""
+        self.clock_starts.setdefault(f"{trial_key['workers']}-{trial_key['seed']}", start_unix_s)
 
     def has_trial(self, workers: int, seed: int) -> bool:
         return any(int(t["workers"]) == workers and int(t["seed"]) == seed for t in self.trials)

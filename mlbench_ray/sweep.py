@@ -3,7 +3,7 @@
     python -m mlbench_ray.sweep --job jobs/cifar10-resnet20-allreduce.yaml
     python -m mlbench_ray.sweep --job jobs/quickstart.yaml --workers 1,2 --light-goal --data-root /data
 
-Without RAY_ADDRESS (or --address) it starts a local Ray instance on 127.0.0.1; under `ray job submit`
+Without RAY_ADDRESS (or --address) it starts a local Ray instance; under `ray job submit`
 it joins the cluster. Exit status: 0 when every trial finished (converged or not), 1 when a trial
 failed, 2 for bad input (job file, data, output folder, resources), reported before any training.
 """
@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mlbench_ray.sweep",
         description="Train a benchmark task to its goal for each worker count and print the speedup table.",
     )
-    parser.add_argument("--job", type=Path, default=DEFAULT_JOB, help="job file (YAML); default %(default)s")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--job", type=Path, default=DEFAULT_JOB, help="job file (YAML); default %(default)s")
+    which.add_argument(
         "--suite",
         type=Path,
         help="suite file (YAML list of job files, e.g. jobs/suite.yaml): run each job in turn; the other "
@@ -266,9 +267,10 @@ def connect_ray(address: str | None) -> bool:
         logger.info("joining Ray cluster at %s", address)
         ray.init(address=address, namespace=NAMESPACE)
         return False
-    # NOTE: Ray 2.60 uses 127.0.0.1 as the node address and binds the dashboard there. Its GCS and
-    # raylet ports still listen on all interfaces, guarded by token authentication (on by default).
-    logger.info("starting a local Ray instance (node address 127.0.0.1, dashboard on 127.0.0.1)")
+    # NOTE: only the dashboard is certainly bound to 127.0.0.1. Ray 2.60 may still report the
+    # machine's own address for the node and its workers, and its GCS and raylet ports listen on all
+    # interfaces, guarded by token authentication (on by default).
+    logger.info("starting a local Ray instance (dashboard on 127.0.0.1)")
     ray.init(
         address="local",
         namespace=NAMESPACE,
@@ -556,6 +558,32 @@ def run_sweep(job: JobSpec, args: argparse.Namespace, kept_trials: list[dict[str
 _received_signal: list[str] = []
 
 
+def check_paths_under_ray_job(job: JobSpec) -> None:
+    """Reject relative paths that a Ray job would resolve inside its temporary working directory.
+
+    `ray job submit --working-dir` runs the command in a copy of that folder, without its git-ignored
+    files, which Ray deletes afterwards.
+    """
+    cwd = Path.cwd()
+    if "_ray_pkg_" not in str(cwd):
+        return
+    problems = []
+    if not job.resolved_output_dir.is_absolute():
+        problems.append(
+            f"output.output_dir: {job.resolved_output_dir} is relative, so the results would be written into "
+            f"the job's temporary copy of the working directory ({cwd}) and deleted with it; pass "
+            f"--output-dir with an absolute path, for example /home/ray/results/{job.name}"
+        )
+    if not job.data.root.is_absolute() and not job.data.root.exists():
+        problems.append(
+            f"data.root: {job.data.root} is relative and missing in the job's copy of the working directory "
+            f"({cwd}), which leaves out git-ignored folders such as data/; pass --data-root with an "
+            f"absolute path on the cluster's nodes"
+        )
+    if problems:
+        raise ConfigError("running as a Ray job:\n  " + "\n  ".join(problems))
+
+
 def with_absolute_paths(job: JobSpec) -> JobSpec:
     """Resolve local paths against this folder: Ray workers run in folders of their own."""
     data = job.data.model_copy(update={"root": job.data.root.expanduser().resolve()})
@@ -589,11 +617,18 @@ def load_suite(path: Path, overrides: dict[str, Any]) -> list[JobSpec]:
     parent = overrides.pop("output.output_dir", None)
     jobs = []
     for name in files:
-        job = load_job(path.parent / name, overrides)
+        job_path = path.parent / name
+        if not job_path.is_file():
+            raise ConfigError(
+                f"suite file {path}: job file {name} not found next to it ({job_path}); list job files "
+                f"relative to the suite file"
+            )
+        job = load_job(job_path, overrides)
         if parent is not None:
             job = job.model_copy(
                 update={"output": job.output.model_copy(update={"output_dir": Path(parent) / job.name})}
             )
+        check_paths_under_ray_job(job)
         jobs.append(with_absolute_paths(job))
     names = [job.name for job in jobs]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -620,7 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = overrides_from_args(args)
         if args.suite is None:
-            return run_job(with_absolute_paths(load_job(args.job, overrides)), args, output_dirs)
+            job = load_job(args.job, overrides)
+            check_paths_under_ray_job(job)
+            return run_job(with_absolute_paths(job), args, output_dirs)
         jobs = load_suite(args.suite, overrides)
         # Every job's data and output folder is checked before the first job runs.
         from mlbench_ray.tasks import get_task_class

@@ -55,7 +55,7 @@ def test_suite_output_dir_is_parent(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("jobs: []\n", "non-empty list of job files"),
-        ("jobs: [missing.yaml]\n", "missing.yaml not found"),
+        ("jobs: [missing.yaml]\n", "suite.yaml: job file missing.yaml not found next to it"),
         ("jobs: [a.yaml, a.yaml]\n", "job names must differ"),
     ],
 )
@@ -70,7 +70,20 @@ def test_bad_suite_rejected_before_running(
     assert not (tmp_path / "out").exists()
 
 
-def test_suite_checks_every_jobs_data_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_suite_and_job_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--suite", str(SUITE_FILE), "--job", str(REPO / "jobs" / "quickstart.yaml")])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_unknown_fault_key_gets_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_job(tmp_path, faults=[{"kind": "exit", "attmept": 1}])
+    assert main(["--job", str(path)]) == 2
+    assert "faults.0.attmept: unknown key; did you mean 'attempt'?" in capsys.readouterr().err
+
+
+def test_suite_checks_data_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A missing dataset of the second job stops the suite before the first job runs."""
     (tmp_path / "a.yaml").write_text((REPO / "jobs" / "quickstart.yaml").read_text())
     job = yaml.safe_load((REPO / "jobs" / "quickstart.yaml").read_text())

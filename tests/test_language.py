@@ -276,6 +276,7 @@ def test_make_corpus_writes_both_layouts(tmp_path: Path, capsys: pytest.CaptureF
     for index in range(6):
         prose = " ".join(["The quick brown fox jumps over the lazy dog again and again."] * 3)
         (source / f"doc{index}.txt").write_text(
+            f"Accessing the annotations dict of an object in Python\n=================\n\n"
             f"{prose}\n\n    code_block = 1\n\n"
             f"Unusual{chr(97 + index)}word is one rare word in this short paragraph.\n"
         )
@@ -283,6 +284,7 @@ def test_make_corpus_writes_both_layouts(tmp_path: Path, capsys: pytest.CaptureF
     tokens = (tmp_path / "out" / "wikitext-2" / "wiki.train.tokens").read_text()
     raw = (tmp_path / "out" / "wikitext-2-raw" / "wiki.train.raw").read_text()
     assert "code_block" not in raw
+    assert "annotations" not in raw
     assert "fox jumps" in raw
     assert " . " in raw
     assert "<unk>" in tokens
@@ -291,9 +293,9 @@ def test_make_corpus_writes_both_layouts(tmp_path: Path, capsys: pytest.CaptureF
         assert (tmp_path / "out" / "wikitext-2" / f"wiki.{split}.tokens").stat().st_size > 0
 
 
-def test_make_corpus_rejects_missing_source(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match=r"source .*nowhere does not exist"):
-        make_corpus_main([str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")])
+def test_make_corpus_rejects_missing_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert make_corpus_main([str(tmp_path / "nowhere"), "--output", str(tmp_path / "out")]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
 
 
 def test_make_corpus_rejects_too_few_documents(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,12 +89,31 @@ def test_cloud_or_shared_storage_accepted() -> None:
 
 def test_storage_endpoint_needs_s3_path() -> None:
     quickstart = REPO / "jobs" / "quickstart.yaml"
-    with pytest.raises(ConfigError, match="storage_endpoint is set but storage_path is not an s3:// path"):
+    with pytest.raises(
+        ConfigError, match=r"output: output.storage_endpoint is set but output.storage_path is"
+    ):
         load_job(
             quickstart, {"output.storage_path": "/tmp/x", "output.storage_endpoint": "http://127.0.0.1:1"}
         )
     with pytest.raises(ConfigError, match="must start with http:// or https://"):
         load_job(quickstart, {"output.storage_path": "s3://b/x", "output.storage_endpoint": "127.0.0.1:1"})
+    with pytest.raises(ConfigError, match="shared_storage is true but output.storage_path is not set"):
+        load_job(quickstart, {"output.shared_storage": True})
+
+
+def test_relative_paths_rejected_under_ray_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a Ray job's temporary working directory, relative output and missing data paths exit 2."""
+    package = tmp_path / "runtime_resources" / "_ray_pkg_0123abcd"
+    package.mkdir(parents=True)
+    monkeypatch.chdir(package)
+    job = ["--job", str(REPO / "jobs" / "quickstart.yaml")]
+    assert main(job) == 2
+    assert "output.output_dir: results/quickstart is relative" in capsys.readouterr().err
+    assert main([*job, "--output-dir", str(tmp_path / "out"), "--dataset", "cifar10"]) == 2
+    assert "data.root: data is relative and missing" in capsys.readouterr().err
+    assert not (package / "results").exists()
 
 
 @pytest.fixture
@@ -209,6 +228,25 @@ def test_dead_worker_restarts_from_checkpoint(ray_session, tmp_path: Path) -> No
     failed = by_workers[1]
     assert failed["status"] == "failed"
     assert failed["error"]
+
+
+def test_restart_without_checkpoint_keeps_clock_and_count(ray_session, tmp_path: Path) -> None:
+    """With no checkpoint to go back to, a restart trains from epoch 1 again, on the same clock."""
+    job = yaml.safe_load((REPO / "jobs" / "quickstart.yaml").read_text())
+    job["resources"].update(max_failures=1, checkpoint=False)
+    job["faults"] = [{"kind": "exit", "workers": 1, "rank": 0, "epoch": 2, "attempt": 0}]
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    args = ["--job", str(path), "--workers", "1", "--max-epochs", "3", "--output-dir", str(tmp_path / "out")]
+    assert main([*args, *TINY]) == 0
+    (trial,) = results(tmp_path / "out")["trials"]
+    assert trial["status"] == "not_converged"
+    assert trial["restarts"] == 1
+    assert trial["restart_epochs"] == [0]
+    assert [record["epoch"] for record in trial["curve"]] == [1, 2, 3]
+    # Epoch 1 of the second attempt ends after the first attempt's epoch and the restart (seconds),
+    # not 0.6 s after a fresh start.
+    assert trial["curve"][0]["elapsed_s"] > 2.0
 
 
 # ---------------------------------------------------------------------------------------------------

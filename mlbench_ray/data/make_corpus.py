@@ -43,6 +43,9 @@ def is_prose(paragraph: str) -> bool:
     lines = paragraph.splitlines()
     if not lines or lines[0].startswith((" ", "\t", "..", ">>>", "$", "|", "+", "=", "-", "*", ":")):
         return False
+    # A heading: a line underlined (or overlined) with one repeated punctuation mark, as in rst.
+    if any(len(set(line.strip())) == 1 and not line.strip().isalnum() for line in lines if line.strip()):
+        return False
     words = paragraph.split()
     if len(words) < 8:
         return False
@@ -59,7 +62,7 @@ def read_documents(sources: list[Path], pattern: str, strip_rst: bool = False) -
         elif source.is_file():
             files.append(source)
         else:
-            raise SystemExit(f"error: source {source} does not exist; pass text files or folders")
+            raise FileNotFoundError(f"source {source} does not exist; pass text files or folders")
     documents = []
     for path in files:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -137,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.vocab_size <= 0 or (args.max_words is not None and args.max_words <= 0):
         parser.error("--vocab-size and --max-words must be positive")
 
-    documents = read_documents(args.sources, args.pattern, args.strip_rst)
+    try:
+        documents = read_documents(args.sources, args.pattern, args.strip_rst)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if len(documents) < 3:
         print(
             f"error: found {len(documents)} document(s) with prose under "

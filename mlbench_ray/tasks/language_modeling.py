@@ -178,8 +178,8 @@ class LanguageModelingTask(Task):
         if rows <= options.bptt:
             raise DataError(
                 f"{info['label']} has {corpus.train.numel()} training tokens: with {largest} workers and "
-                f"{options.batch_size_per_worker} columns each, a column holds {rows} tokens, not more "
-                f"than one sequence of {options.bptt}. Lower the largest worker count (--workers), "
+                f"{options.batch_size_per_worker} columns each, a column holds {rows} tokens, but one "
+                f"sequence of bptt {options.bptt} needs more. Lower the largest worker count (--workers), "
                 f"task_options.batch_size_per_worker or task_options.bptt, or use a larger corpus."
             )
         if corpus.valid.numel() < 2:

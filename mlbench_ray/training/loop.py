@@ -35,6 +35,8 @@ CHECKPOINT_FILE = "trial_state.pt"
 EpochCallback = Callable[[dict[str, Any]], None]
 # Called on every rank after each evaluation that does not end the trial, with the state to save.
 CheckpointCallback = Callable[[dict[str, Any], dict[str, Any]], None]
+# Called on every rank once the clock has started, with its wall-clock start time.
+ClockCallback = Callable[[float], None]
 
 
 def _barrier() -> None:
@@ -70,12 +72,17 @@ def run_training(
     on_epoch: EpochCallback | None = None,
     on_checkpoint: CheckpointCallback | None = None,
     resume: dict[str, Any] | None = None,
+    attempt: int = 0,
+    clock_start_unix_s: float | None = None,
+    on_clock_start: ClockCallback | None = None,
 ) -> dict[str, Any]:
     """Train the job's task on this rank until the goal or max epochs; return the trial result.
 
     Every rank returns the same result; `on_epoch` is called on every rank after each evaluation.
     `on_checkpoint` receives the state to save after each evaluation that does not end the trial, and
-    `resume` is such a state: training then goes on after its epoch, on the same clock.
+    `resume` is such a state: training then goes on after its epoch. `attempt` counts the worker
+    group's restarts; after a restart the clock runs on from `clock_start_unix_s`, the wall-clock
+    start of the first attempt, checkpoint or not.
     """
     task = get_task_class(job.task)(job, context)
     if resume is not None:
@@ -98,16 +105,17 @@ def run_training(
     total_samples = 0  # this rank's training samples; every rank trains as many
     best_metric: float | None = None
     first_epoch = 1
-    restarts = 0
-    restart_epochs: list[int] = []  # the checkpoint epoch each restart continued from
+    restarts = attempt
+    # The checkpoint epoch each restart continued from; 0 for a restart without a checkpoint.
+    restart_epochs: list[int] = [0] * attempt
     if resume is not None:
         curve = list(resume["curve"])
         global_step = int(resume["global_step"])
         total_samples = int(resume["total_samples"])
         best_metric = resume["best_metric"]
         first_epoch = int(resume["epoch"]) + 1
-        restarts = int(resume["restarts"]) + 1
         restart_epochs = [*resume["restart_epochs"], int(resume["epoch"])]
+        restart_epochs = [0] * (attempt - len(restart_epochs)) + restart_epochs
         timer.totals_s = dict(resume["timer_totals_s"])
         timer.steps = int(resume["timer_steps"])
 
@@ -116,10 +124,14 @@ def run_training(
     start = time.perf_counter()
     # Wall-clock time of the start, for MLPerf-style logs; durations use the monotonic clock above.
     start_unix_s = time.time()
-    if resume is not None:
+    if clock_start_unix_s is None and resume is not None:
+        clock_start_unix_s = float(resume["start_unix_s"])
+    if clock_start_unix_s is not None:
         # The clock never stops: the time lost to the failure and the restart counts.
-        start_unix_s = float(resume["start_unix_s"])
+        start_unix_s = clock_start_unix_s
         start -= time.time() - start_unix_s
+    if on_clock_start is not None:
+        on_clock_start(start_unix_s)
 
     for epoch in range(first_epoch, job.max_epochs + 1):
         epoch_start = time.perf_counter()
@@ -317,6 +329,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             torch.save(state, Path(folder) / CHECKPOINT_FILE)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
+    # Which start of this trial's worker group this is, from the summarizer, which outlives it.
+    attempt_info: list[Any] = [None]
+    if world_rank == 0:
+        attempt_info = [ray.get(summarizer.begin_attempt.remote(trial_key))]
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast_object_list(attempt_info, src=0)
+    attempt = int(attempt_info[0]["attempt"])
+
+    def record_clock_start(start_unix_s: float) -> None:
+        if world_rank == 0:
+            ray.get(summarizer.set_clock_start.remote(trial_key, start_unix_s))
+
     resume = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -325,10 +349,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 Path(folder) / CHECKPOINT_FILE, map_location=context.device, weights_only=False
             )
         logger.warning(
-            "rank %d restarting from the checkpoint of epoch %d (restart %d)",
+            "rank %d: restart %d continues from the checkpoint of epoch %d",
             world_rank,
+            attempt,
             resume["epoch"],
-            resume["restarts"] + 1,
+        )
+    elif attempt > 0:
+        logger.warning(
+            "rank %d: restart %d starts from epoch 1: no checkpoint was collected before the failure",
+            world_rank,
+            attempt,
         )
 
     result = run_training(
@@ -337,6 +367,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         on_epoch=report_epoch,
         on_checkpoint=save_checkpoint if job.resources.checkpoint else None,
         resume=resume,
+        attempt=attempt,
+        clock_start_unix_s=attempt_info[0]["start_unix_s"],
+        on_clock_start=record_clock_start,
     )
     if world_rank == 0:
         # Wait for the summarizer, so that the result is on disk before the trial ends.
