@@ -574,7 +574,8 @@ def check_paths_under_ray_job(job: JobSpec) -> None:
             f"the job's temporary copy of the working directory ({cwd}) and deleted with it; pass "
             f"--output-dir with an absolute path, for example /home/ray/results/{job.name}"
         )
-    if not job.data.root.is_absolute() and not job.data.root.exists():
+    reads_files = job.data.dataset != "synthetic"
+    if reads_files and not job.data.root.is_absolute() and not job.data.root.exists():
         problems.append(
             f"data.root: {job.data.root} is relative and missing in the job's copy of the working directory "
             f"({cwd}), which leaves out git-ignored folders such as data/; pass --data-root with an "

@@ -20,7 +20,7 @@ from tests.test_config import REPO, write_job
 
 def test_fault_rank_must_exist(tmp_path: Path) -> None:
     """A fault on rank 2 of a 2-worker trial is rejected."""
-    with pytest.raises(ConfigError, match=r"faults\.0: invalid value .*rank 2 does not exist"):
+    with pytest.raises(ConfigError, match=r"faults\.0: rank 2 does not exist in a trial of 2 workers"):
         load_job(write_job(tmp_path, faults=[{"kind": "raise", "workers": 2, "rank": 2}]))
 
 

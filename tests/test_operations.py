@@ -17,7 +17,7 @@ import yaml
 
 from mlbench_ray.config import ConfigError, load_job
 from mlbench_ray.storage import StorageError, check_storage_for_cluster
-from mlbench_ray.sweep import main
+from mlbench_ray.sweep import check_paths_under_ray_job, main
 from tests.helpers import free_port
 from tests.test_config import REPO
 
@@ -113,6 +113,11 @@ def test_relative_paths_rejected_under_ray_job(
     assert "output.output_dir: results/quickstart is relative" in capsys.readouterr().err
     assert main([*job, "--output-dir", str(tmp_path / "out"), "--dataset", "cifar10"]) == 2
     assert "data.root: data is relative and missing" in capsys.readouterr().err
+    # Synthetic data reads no files, so its relative root is fine.
+    assert (
+        check_paths_under_ray_job(load_job(REPO / "jobs" / "quickstart.yaml", {"output.output_dir": "/x"}))
+        is None
+    )
     assert not (package / "results").exists()
 
 
