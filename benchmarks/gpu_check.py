@@ -90,6 +90,7 @@ def time_to_goal(device: torch.device, data_root: Path, max_epochs: int, synthet
 def language_model_rate(task: str, device: torch.device, root: Path, steps: int, size: str) -> float:
     """Measure a language-modelling task's training throughput; the second epoch's figure."""
     awd = task == "awd"
+    bert_size = "base" if size == "official" else "tiny"
     overrides = {
         "workers": [1],
         "max_epochs": 2,
@@ -98,7 +99,7 @@ def language_model_rate(task: str, device: torch.device, root: Path, steps: int,
         "data.download": False,
         "data.verify_checksums": False,
         "goal.value": 1.01 if awd else 0.999,
-        "task_options.size": size if awd else ("base" if size == "official" else "tiny"),
+        "task_options.size": size if awd else bert_size,
     }
     name = "wikitext2-awdlstm-allreduce.yaml" if awd else "wikitext2-bert.yaml"
     result = run_training(load_job(REPO / "jobs" / name, overrides), WorkerContext(1, 0, 0, device, seed=0))
