@@ -663,9 +663,11 @@ def main(argv: list[str] | None = None) -> int:
         # Every job's data and output folder is checked before the first job runs.
         from mlbench_ray.tasks import get_task_class
 
+        # Data first, so that a missing dataset leaves no empty output folders behind.
+        for job in jobs:
+            get_task_class(job.task).prepare_data(job)
         for job in jobs:
             ensure_writable(job.resolved_output_dir)
-            get_task_class(job.task).prepare_data(job)
         statuses = []
         for index, job in enumerate(jobs, start=1):
             logger.info("suite %s: job %d of %d, %s", args.suite, index, len(jobs), job.name)

@@ -92,7 +92,7 @@ def test_suite_checks_data_first(tmp_path: Path, capsys: pytest.CaptureFixture[s
     (tmp_path / "suite.yaml").write_text("jobs: [a.yaml, b.yaml]\n")
     assert main(["--suite", str(tmp_path / "suite.yaml"), "--output-dir", str(tmp_path / "out")]) == 2
     assert "no-data does not exist" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "quickstart" / "results.json").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_seed_rows_match_mlbench() -> None:
