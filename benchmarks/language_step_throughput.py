@@ -39,7 +39,7 @@ from mlbench_ray.data.text import (
     wordpiece_tokenizer,
 )
 from mlbench_ray.models.awd_lstm import AWDLSTM
-from mlbench_ray.models.bert import BertMLM
+from mlbench_ray.models.bert import BertMLM, weight_decay_groups
 from mlbench_ray.tasks.base import WorkerContext
 from mlbench_ray.training.loop import run_training
 
@@ -122,11 +122,7 @@ def plain_bert(root: Path, steps: int) -> float:
     vocab = tokenizer.get_vocab_size()
     torch.manual_seed(0)
     model = BertMLM(vocab, 128, 2, 2, 512, BLOCK_LENGTH)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "norm" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "norm" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.01}, {"params": other, "weight_decay": 0.0}], lr=1e-4, eps=1e-6
-    )
+    optimizer = torch.optim.AdamW(weight_decay_groups(model, 0.01), lr=1e-4, eps=1e-6)
     generator = torch.Generator().manual_seed(0)
     mask_id = tokenizer.token_to_id("[MASK]")
     model.train()

@@ -66,6 +66,10 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _trial_id(trial_key: dict[str, int]) -> str:
+    return f"{trial_key['workers']}-{trial_key['seed']}"
+
+
 def trial_label(job_name: str, workers: int, seed: int) -> str:
     return f"{job_name} W={workers} seed={seed}"
 
@@ -153,14 +157,14 @@ class ResultStore:
         The count lives here, not in the checkpoint, so that a worker group restarting without a
         checkpoint (one that failed before its first checkpoint was collected) is still counted.
         """
-        key = f"{trial_key['workers']}-{trial_key['seed']}"
+        key = _trial_id(trial_key)
         attempt = self.attempts.get(key, -1) + 1
         self.attempts[key] = attempt
         return {"attempt": attempt, "start_unix_s": self.clock_starts.get(key)}
 
     def set_clock_start(self, trial_key: dict[str, int], start_unix_s: float) -> None:
         """Record when a trial's clock started, once, for the attempts after a failure."""
-        self.clock_starts.setdefault(f"{trial_key['workers']}-{trial_key['seed']}", start_unix_s)
+        self.clock_starts.setdefault(_trial_id(trial_key), start_unix_s)
 
     def has_trial(self, workers: int, seed: int) -> bool:
         return any(int(t["workers"]) == workers and int(t["seed"]) == seed for t in self.trials)

@@ -62,9 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m mlbench_ray.sweep",
         description="Train a benchmark task to its goal for each worker count and print the speedup table.",
     )
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--job", type=Path, default=DEFAULT_JOB, help="job file (YAML); default %(default)s")
-    which.add_argument(
+    job_or_suite = parser.add_mutually_exclusive_group()
+    job_or_suite.add_argument(
+        "--job", type=Path, default=DEFAULT_JOB, help="job file (YAML); default %(default)s"
+    )
+    job_or_suite.add_argument(
         "--suite",
         type=Path,
         help="suite file (YAML list of job files, e.g. jobs/suite.yaml): run each job in turn; the other "
@@ -644,8 +646,8 @@ def run_job(job: JobSpec, args: argparse.Namespace, output_dirs: list[Path]) -> 
     output_dirs.append(output_dir)
     ensure_writable(output_dir)
     with output_lock(output_dir):
-        kept = check_output_dir(output_dir, args.overwrite, args.resume, job)
-        return run_sweep(job, args, kept)
+        kept_trials = check_output_dir(output_dir, args.overwrite, args.resume, job)
+        return run_sweep(job, args, kept_trials)
 
 
 def main(argv: list[str] | None = None) -> int:

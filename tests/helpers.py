@@ -140,7 +140,7 @@ def _sentences(count: int, seed: int) -> list[str]:
 def write_wikitext(root: Path, train_lines: int = 120, eval_lines: int = 20, seed: int = 0) -> Path:
     """Write a tiny corpus in both WikiText-2 layouts (tokenized and raw) under `root`; return `root`.
 
-    Each line is a paragraph of 4 sentences, as in WikiText; the files do not match WikiText-2's
+    Each line is a paragraph of 4 sentences, as in WikiText. The files do not match WikiText-2's
     checksums, so the sweep must run with checksum verification off.
     """
     counts = {"train": train_lines, "valid": eval_lines, "test": eval_lines}

@@ -92,7 +92,7 @@ def test_perplexity_sums_tokens_over_ranks() -> None:
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])
-def test_segment_ranges_cover_every_prediction_once(world_size: int) -> None:
+def test_segments_cover_each_prediction_once(world_size: int) -> None:
     covered = [
         position
         for rank in range(world_size)
@@ -121,7 +121,7 @@ def test_validation_scores_each_token_once(corpus: Path) -> None:
     assert perplexities[2] == pytest.approx(perplexities[0], rel=1e-5)
 
 
-def test_bert_validation_counts_each_masked_token_once(corpus: Path) -> None:
+def test_bert_counts_masked_tokens_once(corpus: Path) -> None:
     counts = []
     for world_size in (1, 2, 3):
         job = bert_job(corpus, [world_size])
@@ -190,7 +190,7 @@ def test_sequence_lengths_equal_on_every_rank(corpus: Path) -> None:
     assert len(set(lengths[0][:-1])) > 1  # lengths vary around bptt
 
 
-def test_switch_to_averaged_sgd_and_evaluate_with_averages(corpus: Path) -> None:
+def test_asgd_switch_evaluates_averaged_weights(corpus: Path) -> None:
     """A stalled validation loss switches to ASGD; evaluation then uses the averaged weights only."""
     job = awd_job(corpus, [1], **{"task_options.nonmono": 2})
     task = LanguageModelingTask(job, WorkerContext(1, 0, 0, torch.device("cpu"), seed=0))

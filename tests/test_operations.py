@@ -235,7 +235,7 @@ def test_dead_worker_restarts_from_checkpoint(ray_session, tmp_path: Path) -> No
     assert failed["error"]
 
 
-def test_restart_without_checkpoint_keeps_clock_and_count(ray_session, tmp_path: Path) -> None:
+def test_restart_without_checkpoint_keeps_clock(ray_session, tmp_path: Path) -> None:
     """With no checkpoint to go back to, a restart trains from epoch 1 again, on the same clock."""
     job = yaml.safe_load((REPO / "jobs" / "quickstart.yaml").read_text())
     job["resources"].update(max_failures=1, checkpoint=False)
@@ -258,7 +258,7 @@ def test_restart_without_checkpoint_keeps_clock_and_count(ray_session, tmp_path:
 # A driver killed after its first trial, then resumed
 
 
-def test_resume_after_killed_driver_runs_only_missing_trials(ray_session, tmp_path: Path) -> None:
+def test_killed_driver_resume_runs_missing(ray_session, tmp_path: Path) -> None:
     output = tmp_path / "out"
     args = [
         "--job",

@@ -282,7 +282,7 @@ def mask_tokens(
     vocab_size: int,
     mask_prob: float = 0.15,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's masking recipe; returns (inputs, labels) with label -100 where nothing is predicted.
+    """Apply BERT's masking recipe and return (inputs, labels), with label -100 where nothing is predicted.
 
     Each regular token (id >= `first_regular_id`, so never [CLS], [SEP] or [PAD]) is chosen with
     probability `mask_prob`. Of the chosen tokens, 80% become [MASK], 10% a random regular token and

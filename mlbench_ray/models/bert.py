@@ -8,8 +8,24 @@ distribution with standard deviation 0.02, as in BERT.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Return optimizer parameter groups that decay weight matrices only, as BERT does.
+
+    Biases and LayerNorm weights get no weight decay.
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.dim() >= 2 and "norm" not in name:
+            decay.append(param)
+        else:
+            no_decay.append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 class BertMLM(nn.Module):

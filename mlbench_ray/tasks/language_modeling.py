@@ -92,7 +92,7 @@ def perplexity_from_totals(nll_sum: float, tokens: float) -> float:
 def segment_ranges(
     predictions: int, segments: int, world_size: int, world_rank: int
 ) -> list[tuple[int, int]]:
-    """Prediction ranges [start, stop) this rank evaluates: the whole segments assigned to it.
+    """Return the prediction ranges [start, stop) that this rank evaluates: its whole segments.
 
     The `predictions` positions are cut into `segments` contiguous segments, and the segments are
     shared out to ranks in contiguous groups, so that every position is scored once for any W.
@@ -128,6 +128,7 @@ class LanguageModelingTask(Task):
         self.rows = part // columns
         self.train_data = stream[: self.rows * columns].view(columns, self.rows).t().contiguous().to(device)
         self.valid = corpus.valid.to(device)
+        self.valid_columns = self._validation_columns(self.valid)
 
         embedding, hidden, layers = SIZES[self.options.size]
         torch.manual_seed(context.seed)
@@ -183,7 +184,10 @@ class LanguageModelingTask(Task):
                 f"task_options.batch_size_per_worker or task_options.bptt, or use a larger corpus."
             )
         if corpus.valid.numel() < 2:
-            raise DataError(f"{info['label']}: the validation split needs at least 2 tokens.")
+            raise DataError(
+                f"{info['label']}: the validation split contains fewer than 2 tokens; add text to "
+                f"wiki.valid.tokens under {job.data.root}"
+            )
         return {**info, "vocabulary": len(corpus.vocabulary), "train_tokens": int(corpus.train.numel())}
 
     # ---------------------------------------------------------------------------------------------
@@ -277,29 +281,37 @@ class LanguageModelingTask(Task):
                     param.copy_(average)
         return current
 
+    def _validation_columns(
+        self, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Build this rank's validation segments as columns (inputs, targets, mask), once.
+
+        Columns are padded to the longest segment, and the mask leaves the padding out of the totals.
+        """
+        ranges = segment_ranges(
+            valid.numel() - 1, self.options.eval_segments, self.context.world_size, self.context.world_rank
+        )
+        if not ranges:
+            return None
+        longest = max(stop - start for start, stop in ranges)
+        inputs = torch.zeros(longest, len(ranges), dtype=torch.long, device=valid.device)
+        targets = torch.zeros_like(inputs)
+        mask = torch.zeros_like(inputs, dtype=torch.bool)
+        for column, (start, stop) in enumerate(ranges):
+            inputs[: stop - start, column] = valid[start:stop]
+            targets[: stop - start, column] = valid[start + 1 : stop + 1]
+            mask[: stop - start, column] = True
+        return inputs, targets, mask
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         saved = self._swap_in_averages()
         model.eval()
-        ranges = segment_ranges(
-            self.valid.numel() - 1,
-            self.options.eval_segments,
-            self.context.world_size,
-            self.context.world_rank,
-        )
         nll_sum, tokens = 0.0, 0.0
-        if ranges:
-            # Segments as columns, padded to the longest; the padding is masked out of the totals.
-            longest = max(stop - start for start, stop in ranges)
-            inputs = torch.zeros(longest, len(ranges), dtype=torch.long, device=self.valid.device)
-            targets = torch.zeros_like(inputs)
-            mask = torch.zeros_like(inputs, dtype=torch.bool)
-            for column, (start, stop) in enumerate(ranges):
-                inputs[: stop - start, column] = self.valid[start:stop]
-                targets[: stop - start, column] = self.valid[start + 1 : stop + 1]
-                mask[: stop - start, column] = True
-            hidden = self.model.init_hidden(len(ranges))  # type: ignore[operator]
-            for position in range(0, longest, self.options.bptt):
+        if self.valid_columns is not None:
+            inputs, targets, mask = self.valid_columns
+            hidden = self.model.init_hidden(inputs.size(1))  # type: ignore[operator]
+            for position in range(0, inputs.size(0), self.options.bptt):
                 chunk = slice(position, position + self.options.bptt)
                 logits, hidden, _, _ = model(inputs[chunk], hidden)
                 chunk_nll, chunk_tokens = token_nll_totals(logits, targets[chunk], mask[chunk])

@@ -37,7 +37,7 @@ from mlbench_ray.data.text import (
     vocabulary_digest,
     wordpiece_tokenizer,
 )
-from mlbench_ray.models.bert import BertMLM
+from mlbench_ray.models.bert import BertMLM, weight_decay_groups
 from mlbench_ray.tasks.base import Evaluation, TableLabels, Task, WorkerContext
 
 if TYPE_CHECKING:
@@ -117,10 +117,12 @@ class MaskedLanguageModelingTask(Task):
 
         files = corpus_files(job.data)
         train_blocks = encode_blocks(self.tokenizer, files["train"], options.max_length, keep_partial=False)
-        self.train_ids = torch.stack(train_blocks).to(device)
+        # On the host: masking draws from a CPU generator, and only the masked batch goes to the device.
+        self.train_ids = torch.stack(train_blocks)
         valid_blocks = encode_blocks(self.tokenizer, files["valid"], options.max_length, keep_partial=True)
         start, stop = eval_range(len(valid_blocks), context.world_size, context.world_rank)
         self.valid_inputs, self.valid_labels = self._mask_validation(valid_blocks, start, stop)
+        self.valid_batches = self._evaluation_batches()
 
         torch.manual_seed(context.seed)
         self.model: nn.Module = BertMLM(
@@ -132,15 +134,10 @@ class MaskedLanguageModelingTask(Task):
             max_length=options.max_length,
             dropout=options.dropout,
         ).to(device)
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "norm" not in n]
-        no_decay = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "norm" not in n)]
         scale = {"none": 1.0, "sqrt": math.sqrt(context.world_size), "linear": float(context.world_size)}
         self.peak_lr = options.lr * scale[options.lr_scaling]
         self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": options.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
+            weight_decay_groups(self.model, options.weight_decay),
             lr=self.peak_lr,
             betas=(0.9, 0.999),
             eps=1e-6,
@@ -166,6 +163,26 @@ class MaskedLanguageModelingTask(Task):
                 "ranks built different WordPiece vocabularies from the same corpus; put the data root on "
                 "storage that every node shares, so that all ranks read one cached tokenizer"
             )
+
+    def _evaluation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Stack this rank's validation blocks into batches of equal-length blocks, once.
+
+        The split's last, shorter block forms a batch of its own.
+        """
+        groups: list[list[int]] = []
+        for index, block in enumerate(self.valid_inputs):
+            last = groups[-1] if groups else []
+            fits = len(last) < self.options.eval_batch_size
+            if last and fits and self.valid_inputs[last[0]].numel() == block.numel():
+                last.append(index)
+            else:
+                groups.append([index])
+        batches = []
+        for group in groups:
+            inputs = torch.stack([self.valid_inputs[i] for i in group])
+            labels = torch.stack([self.valid_labels[i] for i in group])
+            batches.append((inputs, labels))
+        return batches
 
     def _mask_validation(
         self, blocks: list[torch.Tensor], start: int, stop: int
@@ -258,9 +275,9 @@ class MaskedLanguageModelingTask(Task):
         )
         batch = self.options.batch_size_per_worker
         for step in range(self._steps):
-            ids = self.train_ids[indices[step * batch : (step + 1) * batch].to(self.train_ids.device)]
+            ids = self.train_ids[indices[step * batch : (step + 1) * batch]]
             inputs, labels = mask_tokens(
-                ids.cpu(),
+                ids,
                 self._mask_generator,
                 self.mask_id,
                 self.first_regular_id,
@@ -284,21 +301,7 @@ class MaskedLanguageModelingTask(Task):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         model.eval()
         correct = nll = count = 0.0
-        size = self.options.eval_batch_size
-        # Blocks of equal length are batched; the last, shorter block of the split goes alone.
-        groups: list[list[int]] = []
-        for index, block in enumerate(self.valid_inputs):
-            if (
-                groups
-                and len(groups[-1]) < size
-                and self.valid_inputs[groups[-1][0]].numel() == block.numel()
-            ):
-                groups[-1].append(index)
-            else:
-                groups.append([index])
-        for group in groups:
-            inputs = torch.stack([self.valid_inputs[i] for i in group])
-            labels = torch.stack([self.valid_labels[i] for i in group])
+        for inputs, labels in self.valid_batches:
             predict = labels >= 0
             with self._autocast:
                 logits = model(inputs, predict)

@@ -233,7 +233,6 @@ def run_training(
                 "timer_totals_s": dict(timer.totals_s),
                 "timer_steps": timer.steps,
                 "start_unix_s": start_unix_s,
-                "restarts": restarts,
                 "restart_epochs": restart_epochs,
             }
             on_checkpoint(state, record)
