@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 AggregationName = Literal["allreduce", "ddp"]
-DatasetName = Literal["cifar10", "fashion_mnist", "synthetic", "wikitext2", "wikitext2_raw"]
+DatasetName = Literal["cifar10", "fashion_mnist", "synthetic", "wikitext2", "wikitext2_raw", "wmt16", "wmt17"]
 
 
 class ConfigError(ValueError):
@@ -34,25 +34,29 @@ class DataSpec(_Section):
         "cifar10",
         description="Dataset name: `cifar10`, `fashion_mnist` (torchvision's FashionMNIST layout), "
         "`synthetic` (random images for smoke runs; labelled as synthetic in every output), `wikitext2` "
-        "(tokenized WikiText-2, for `language_modeling`) or `wikitext2_raw` (raw WikiText-2, for "
-        "`masked_language_modeling`). Each task names the datasets it accepts.",
+        "(tokenized WikiText-2, for `language_modeling`), `wikitext2_raw` (raw WikiText-2, for "
+        "`masked_language_modeling`), `wmt16` or `wmt17` (English-German parallel text, for the "
+        "translation tasks). Each task names the datasets it accepts.",
     )
     root: Path = Field(
         Path("data"),
         description="Data root. CIFAR-10 is read from `<root>/cifar-10-batches-py/`, Fashion-MNIST from "
         "`<root>/FashionMNIST/raw/`, WikiText-2 from `<root>/wikitext-2/wiki.{train,valid,test}.tokens`, "
-        "raw WikiText-2 from `<root>/wikitext-2-raw/wiki.{train,valid,test}.raw`. Must be readable on "
-        "every node that runs a worker.",
+        "raw WikiText-2 from `<root>/wikitext-2-raw/wiki.{train,valid,test}.raw`, WMT16 and WMT17 from "
+        "`<root>/wmt16-en-de/` and `<root>/wmt17-en-de/` (`{train,valid,test}.{en,de}`). Must be "
+        "readable on every node that runs a worker.",
     )
     download: bool = Field(
         False,
         description="Download the dataset into `root` when it is missing (images with torchvision, "
-        "WikiText-2 from its public archive).",
+        "WikiText-2 from its public archive, WMT training text from statmt.org and newstest2013/2014 "
+        "through sacrebleu).",
     )
     verify_checksums: bool = Field(
         True,
         description="Verify the dataset files' published checksums (torchvision's MD5 for images, "
-        "GluonNLP's SHA-1 for WikiText-2). Turn off for your own data in the same layout; results then "
+        "GluonNLP's SHA-1 for WikiText-2; WMT text has no published checksums, so there the test "
+        "split's line count is checked). Turn off for your own data in the same layout; results then "
         "record the dataset as not verified.",
     )
     synthetic_train_samples: int = Field(

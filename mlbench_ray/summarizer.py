@@ -97,15 +97,15 @@ class ResultStore:
         return str(self.header["job"]["name"])
 
     def record_epoch(self, trial_key: dict[str, int], record: dict[str, Any]) -> None:
-        """Log one progress line for an epoch of a running trial."""
+        """Log one progress line for an evaluation of a running trial (epoch 2.3: 30% into epoch 3)."""
         label = trial_label(self._name(), trial_key["workers"], trial_key["seed"])
         max_epochs = self.header["job"]["max_epochs"]
         metric_name = self.header["metric_name"]
         logger.info(
-            "[%s] epoch %d/%d %s=%.4f val_loss=%.4f train_loss=%.4f lr=%.4g elapsed=%.1fs epoch=%.1fs "
+            "[%s] epoch %s/%d %s=%.4f val_loss=%.4f train_loss=%.4f lr=%.4g elapsed=%.1fs epoch=%.1fs "
             "%s/s=%.0f",
             label,
-            record["epoch"],
+            f"{record.get('epoch_progress', record['epoch']):.3g}",
             max_epochs,
             metric_name,
             record["metric"],
@@ -274,7 +274,7 @@ class SummarizerActor(ResultStore):
     def record_epoch(self, trial_key: dict[str, int], record: dict[str, Any]) -> None:
         super().record_epoch(trial_key, record)
         tags = {**self._job_tags, "workers": str(trial_key["workers"]), "seed": str(trial_key["seed"])}
-        self._gauges["epoch"].set(float(record["epoch"]), tags=tags)
+        self._gauges["epoch"].set(float(record.get("epoch_progress", record["epoch"])), tags=tags)
         if math.isfinite(record["metric"]):
             self._gauges["metric"].set(float(record["metric"]), tags=tags)
         self._gauges["throughput"].set(float(record["samples_per_s"]), tags=tags)

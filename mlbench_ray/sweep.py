@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-epochs", type=int, help="epochs before a trial counts as not converged (job: max_epochs)"
     )
     parser.add_argument(
-        "--dataset", help="cifar10, fashion_mnist, synthetic, wikitext2 or wikitext2_raw (job: data.dataset)"
+        "--dataset",
+        help="dataset (job: data.dataset): cifar10, fashion_mnist, synthetic, wikitext2, wikitext2_raw, "
+        "wmt16 or wmt17",
     )
     parser.add_argument("--data-root", help="folder that contains the dataset (job: data.root)")
     parser.add_argument(

@@ -151,3 +151,33 @@ def write_wikitext(root: Path, train_lines: int = 120, eval_lines: int = 20, see
             (root / folder).mkdir(parents=True, exist_ok=True)
             (root / folder / f"wiki.{split}.{suffix}").write_text(text, encoding="utf-8")
     return root
+
+
+WORDS = ["ka", "lo", "mu", "ri", "so", "ta", "ne", "pi", "du", "fe", "go", "hu", "ji", "ze", "wa", "yo"]
+
+
+def write_parallel(
+    root: Path,
+    dataset: str = "wmt16",
+    train_lines: int = 600,
+    test_lines: int = 40,
+    reverse: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny parallel corpus in the WMT layout: the German side reverses (or copies) the English.
+
+    Sentences are 3 to 7 words from a 16-word vocabulary; a small model learns the mapping. Returns
+    the corpus folder (`<root>/wmt16-en-de`).
+    """
+    folder = root / f"{dataset}-en-de"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_lines), ("valid", test_lines), ("test", test_lines)):
+        english, german = [], []
+        for _ in range(count):
+            words = [str(w) for w in rng.choice(WORDS, size=int(rng.integers(3, 8)))]
+            english.append(" ".join(words))
+            german.append(" ".join(reversed(words) if reverse else words))
+        (folder / f"{split}.en").write_text("\n".join(english) + "\n", encoding="utf-8")
+        (folder / f"{split}.de").write_text("\n".join(german) + "\n", encoding="utf-8")
+    return folder

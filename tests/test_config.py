@@ -40,6 +40,8 @@ def test_suite_lists_every_seed_row() -> None:
         "image_classification",
         "language_modeling",
         "masked_language_modeling",
+        "translation_gnmt",
+        "translation_transformer",
     ]
     assert len({job.name for job in jobs}) == len(jobs)
 
@@ -223,6 +225,7 @@ def test_readme_documents_every_job_key() -> None:
     from mlbench_ray.tasks.image_classification import ImageClassificationOptions
     from mlbench_ray.tasks.language_modeling import LanguageModelingOptions
     from mlbench_ray.tasks.masked_language_modeling import MaskedLanguageModelingOptions
+    from mlbench_ray.tasks.translation import GNMTOptions, TransformerOptions
 
     readme = (REPO / "README.md").read_text()
     sections = {"": JobSpec, "data.": DataSpec, "goal.": GoalSpec, "resources.": ResourcesSpec}
@@ -234,7 +237,14 @@ def test_readme_documents_every_job_key() -> None:
             assert f"`{prefix}{name}`" in readme, f"{prefix}{name} is not documented in README.md"
     for name in FaultSpec.model_fields:
         assert f"`{name}`" in readme, f"faults[].{name} is not documented in README.md"
-    for options in (ImageClassificationOptions, LanguageModelingOptions, MaskedLanguageModelingOptions):
+    every = (
+        ImageClassificationOptions,
+        LanguageModelingOptions,
+        MaskedLanguageModelingOptions,
+        GNMTOptions,
+        TransformerOptions,
+    )
+    for options in every:
         for name in options.model_fields:
             assert f"`{name}`" in readme, f"task_options.{name} of {options.__name__} is not in README.md"
 

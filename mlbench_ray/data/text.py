@@ -198,18 +198,22 @@ def load_token_corpus(spec: DataSpec) -> TokenCorpus:
 # Raw corpus (BERT): WordPiece subwords and blocks of a fixed length.
 
 
-def _cache_dir(spec: DataSpec) -> Path:
-    """Tokenizer cache: next to the corpus when writable, else under the user's cache folder."""
-    beside = spec.root / LAYOUTS[spec.dataset].folder / "tokenizers"
+def writable_cache_dir(beside: Path, name: str) -> Path:
+    """Return `beside` as a cache folder when it is writable, else `name` under the user's cache folder."""
     try:
         beside.mkdir(parents=True, exist_ok=True)
         if os.access(beside, os.W_OK):
             return beside
     except OSError:
         pass
-    fallback = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlbench_ray" / "tokenizers"
+    fallback = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlbench_ray" / name
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
+
+
+def _cache_dir(spec: DataSpec) -> Path:
+    """Tokenizer cache: next to the corpus when writable, else under the user's cache folder."""
+    return writable_cache_dir(spec.root / LAYOUTS[spec.dataset].folder / "tokenizers", "tokenizers")
 
 
 def tokenizer_key(train_file: Path, vocab_size: int, lowercase: bool) -> str:

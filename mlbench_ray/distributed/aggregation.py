@@ -10,6 +10,8 @@ update.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Protocol
 
 import torch
@@ -32,6 +34,10 @@ class Aggregator(Protocol):
     communication_timed: bool
 
     def before_forward(self) -> None: ...
+
+    def no_sync(self) -> AbstractContextManager[None]:
+        """Within it, backward passes only accumulate gradients (all micro-batches but the last)."""
+        ...
 
     def reduce_gradients(self) -> None: ...
 
@@ -84,6 +90,7 @@ class BucketedAllReduce:
         self._bucket_of = {id(p): bucket for bucket in self._buckets for p in bucket.params}
         self._next_launch = 0
         self._overlap = bucket_bytes is not None and self.world_size > 1
+        self._accumulating = False
         if self.world_size > 1:
             # Start from rank 0's weights, as DDP does, whatever each rank initialised.
             for tensor in [*self._params, *model.buffers()]:
@@ -108,7 +115,17 @@ class BucketedAllReduce:
             buckets.append(_Bucket(current))
         return buckets
 
+    @contextmanager
+    def no_sync(self) -> Iterator[None]:
+        self._accumulating = True
+        try:
+            yield
+        finally:
+            self._accumulating = False
+
     def _on_gradient_ready(self, param: nn.Parameter) -> None:
+        if self._accumulating:
+            return
         bucket = self._bucket_of[id(param)]
         bucket.copy_in(param)
         bucket.pending -= 1
@@ -178,6 +195,11 @@ class DDPAggregation:
             self.train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=True)
         else:
             self.train_model = model
+
+    def no_sync(self) -> AbstractContextManager[None]:
+        if isinstance(self.train_model, DistributedDataParallel):
+            return self.train_model.no_sync()
+        return nullcontext()
 
     def before_forward(self) -> None:
         # DDP broadcasts buffers itself at the start of each training forward.

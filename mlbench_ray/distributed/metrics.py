@@ -19,3 +19,13 @@ def all_reduce_sums(totals: dict[str, float], device: torch.device) -> dict[str,
     tensor = torch.tensor([float(totals[key]) for key in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return dict(zip(keys, tensor.tolist(), strict=True))
+
+
+def check_same_on_all_ranks(value: str, message: str) -> None:
+    """Raise RuntimeError with `message` unless every rank passes the same `value`."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    values: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    if len(set(values)) != 1:
+        raise RuntimeError(message)

@@ -11,8 +11,15 @@ def _registry() -> dict[str, type[Task]]:
     from mlbench_ray.tasks.image_classification import ImageClassificationTask
     from mlbench_ray.tasks.language_modeling import LanguageModelingTask
     from mlbench_ray.tasks.masked_language_modeling import MaskedLanguageModelingTask
+    from mlbench_ray.tasks.translation import GNMTTask, TransformerTask
 
-    tasks: list[type[Task]] = [ImageClassificationTask, LanguageModelingTask, MaskedLanguageModelingTask]
+    tasks: list[type[Task]] = [
+        ImageClassificationTask,
+        LanguageModelingTask,
+        MaskedLanguageModelingTask,
+        GNMTTask,
+        TransformerTask,
+    ]
     return {task.name: task for task in tasks}
 
 

@@ -2,9 +2,10 @@
 
 A task is the only place that defines its model, data, optimizer, schedule and metric. The loop calls
 it in this order on every rank: `train_batches` for one epoch, drawing `epoch_steps(epoch)` batches
-(per batch: `before_step`, `training_loss`, backward, gradient averaging, `before_optimizer_step`,
-`optimizer.step()`), then `evaluate` for the local totals, which the loop sums over ranks and hands to
-`metric_from_totals` and `after_evaluation`.
+(per batch: `before_step`, then `training_loss` and backward for each of its `micro_batches`, gradient
+averaging, `before_optimizer_step`, `optimizer.step()`), then `evaluate` for the local totals, which
+the loop sums over ranks and hands to `metric_from_totals` and `after_evaluation`. Evaluation runs at
+the end of every epoch and after the steps that `evaluation_points` names.
 """
 
 from __future__ import annotations
@@ -126,6 +127,17 @@ class Task(ABC):
     def batch_samples(self, batch: Any) -> int:
         """Training samples in one of this rank's batches, for throughput figures."""
         return self.samples_per_step
+
+    def evaluation_points(self, epoch: int) -> list[int]:
+        """Steps of `epoch` after which to evaluate as well as at its end; none by default."""
+        return []
+
+    def micro_batches(self, batch: Any) -> list[Any]:
+        """Split a training batch into micro-batches whose gradients accumulate into one step.
+
+        `training_loss` of each micro-batch must be weighted so that their sum is the step's loss.
+        """
+        return [batch]
 
     @abstractmethod
     def train_batches(self, epoch: int) -> Iterator[Any]:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -37,6 +36,7 @@ from mlbench_ray.data.text import (
     vocabulary_digest,
     wordpiece_tokenizer,
 )
+from mlbench_ray.distributed.metrics import check_same_on_all_ranks
 from mlbench_ray.models.bert import BertMLM, weight_decay_groups
 from mlbench_ray.tasks.base import Evaluation, TableLabels, Task, WorkerContext
 
@@ -154,15 +154,11 @@ class MaskedLanguageModelingTask(Task):
         self._mask_generator = torch.Generator().manual_seed(context.seed * 1000 + context.world_rank)
 
     def _check_same_vocabulary(self) -> None:
-        if not (dist.is_available() and dist.is_initialized()):
-            return
-        digests: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(digests, vocabulary_digest(self.tokenizer))
-        if len(set(digests)) != 1:
-            raise RuntimeError(
-                "ranks built different WordPiece vocabularies from the same corpus; put the data root on "
-                "storage that every node shares, so that all ranks read one cached tokenizer"
-            )
+        check_same_on_all_ranks(
+            vocabulary_digest(self.tokenizer),
+            "ranks built different WordPiece vocabularies from the same corpus; put the data root on "
+            "storage that every node shares, so that all ranks read one cached tokenizer",
+        )
 
     def _evaluation_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Stack this rank's validation blocks into batches of equal-length blocks, once.

@@ -14,6 +14,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -133,56 +134,17 @@ def run_training(
     if on_clock_start is not None:
         on_clock_start(start_unix_s)
 
-    for epoch in range(first_epoch, job.max_epochs + 1):
-        epoch_start = time.perf_counter()
-        epoch_step_time = timer.step_time_s
-        loss_sum = torch.zeros((), dtype=torch.float64, device=context.device)
-        epoch_samples = 0
-        epoch_steps = task.epoch_steps(epoch)
-        batches = iter(task.train_batches(epoch))
-        if job.faults:
-            inject_faults(job.faults, context.world_size, context.world_rank, epoch, task.model, restarts)
-
-        for _ in range(epoch_steps):
-            timer.start_step()
-
-            # Data: next batch, already augmented and on the device.
-            batch = next(batches)
-            timer.lap("data")
-
-            # Buffers (batch-norm statistics) from rank 0, for the all-reduce scheme.
-            aggregator.before_forward()
-            timer.lap("communication")
-
-            # Forward and backward.
-            task.before_step(global_step)
-            loss = task.training_loss(train_model, batch)
-            task.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            timer.lap("compute")
-
-            # Gradient averaging (a no-op for DDP, which overlaps it with backward).
-            aggregator.reduce_gradients()
-            timer.lap("communication")
-
-            task.before_optimizer_step()
-            task.optimizer.step()
-            loss_sum += loss.detach().double()
-            epoch_samples += task.batch_samples(batch)
-            timer.lap("compute")
-            timer.end_step()
-            global_step += 1
-
-        # Evaluation on every rank's share of the test set, summed over ranks.
+    def evaluate(epoch: int, epoch_step: int, epoch_steps: int, epoch_start: float) -> dict[str, Any]:
+        """Evaluate on every rank's share of the test set, summed over ranks; return the record."""
+        nonlocal best_metric
         totals = task.evaluate(aggregator.eval_model)
-        totals["train_loss_sum"] = float(loss_sum)
-        totals["train_steps"] = float(epoch_steps)
+        totals["train_loss_sum"] = float(interval["loss_sum"])
+        totals["train_steps"] = float(interval["steps"])
         totals = all_reduce_sums(totals, context.device)
         evaluation = task.metric_from_totals(totals)
         train_loss = totals["train_loss_sum"] / max(totals["train_steps"], 1.0)
         synchronize()
         elapsed_s = time.perf_counter() - start
-
         lr = task.current_lr()
         task.after_evaluation(evaluation)
         if math.isfinite(evaluation.metric):
@@ -195,9 +157,11 @@ def run_training(
                     else min(best_metric, evaluation.metric)
                 )
             )
-        epoch_train_s = timer.step_time_s - epoch_step_time
+        interval_train_s = timer.step_time_s - interval["step_time_s"]
         record = {
             "epoch": epoch,
+            # Epochs done at this evaluation, fractional for evaluations within an epoch.
+            "epoch_progress": epoch - 1 + epoch_step / max(epoch_steps, 1),
             "step": global_step,
             "elapsed_s": elapsed_s,
             "epoch_s": time.perf_counter() - epoch_start,
@@ -205,23 +169,89 @@ def run_training(
             "val_loss": evaluation.loss,
             "train_loss": train_loss,
             "lr": lr,
-            "samples_per_s": epoch_samples * context.world_size / max(epoch_train_s, 1e-9),
+            "samples_per_s": interval["samples"] * context.world_size / max(interval_train_s, 1e-9),
             **task.epoch_details(),
         }
-        total_samples += epoch_samples
+        interval.update(loss_sum=torch.zeros_like(interval["loss_sum"]), steps=0, samples=0)
+        interval["step_time_s"] = timer.step_time_s
         curve.append(record)
         if on_epoch is not None:
             on_epoch(record)
+        return record
 
-        if not (math.isfinite(train_loss) and math.isfinite(evaluation.loss)):
-            # Checked once per epoch, because a per-step check would sync the device every step.
-            status = "diverged"
-            diverged_at_step = global_step
+    # Training loss, steps, samples and step time since the last evaluation.
+    interval: dict[str, Any] = {
+        "loss_sum": torch.zeros((), dtype=torch.float64, device=context.device),
+        "steps": 0,
+        "samples": 0,
+        "step_time_s": timer.step_time_s,
+    }
+    for epoch in range(first_epoch, job.max_epochs + 1):
+        epoch_start = time.perf_counter()
+        epoch_steps = task.epoch_steps(epoch)
+        # Evaluations within the epoch, after these steps; the epoch's end always evaluates.
+        evaluate_after = {step for step in task.evaluation_points(epoch) if 0 < step < epoch_steps}
+        batches = iter(task.train_batches(epoch))
+        if job.faults:
+            inject_faults(job.faults, context.world_size, context.world_rank, epoch, task.model, restarts)
+
+        record: dict[str, Any] | None = None
+        for epoch_step in range(1, epoch_steps + 1):
+            timer.start_step()
+
+            # Data: next batch, already augmented and on the device.
+            batch = next(batches)
+            micro_batches = task.micro_batches(batch)
+            timer.lap("data")
+
+            # Buffers (batch-norm statistics) from rank 0, for the all-reduce scheme.
+            aggregator.before_forward()
+            timer.lap("communication")
+
+            # Forward and backward, once per micro-batch; gradients accumulate, and only the last
+            # backward pass communicates.
+            task.before_step(global_step)
+            task.optimizer.zero_grad(set_to_none=True)
+            step_loss = torch.zeros((), dtype=torch.float64, device=context.device)
+            for index, micro_batch in enumerate(micro_batches):
+                last = index == len(micro_batches) - 1
+                with nullcontext() if last else aggregator.no_sync():
+                    loss = task.training_loss(train_model, micro_batch)
+                    loss.backward()
+                step_loss += loss.detach().double()
+            timer.lap("compute")
+
+            # Gradient averaging (a no-op for DDP, which overlaps it with backward).
+            aggregator.reduce_gradients()
+            timer.lap("communication")
+
+            task.before_optimizer_step()
+            task.optimizer.step()
+            interval["loss_sum"] += step_loss
+            interval["steps"] += 1
+            step_samples = task.batch_samples(batch)
+            interval["samples"] += step_samples
+            total_samples += step_samples
+            timer.lap("compute")
+            timer.end_step()
+            global_step += 1
+
+            if epoch_step in evaluate_after or epoch_step == epoch_steps:
+                record = evaluate(epoch, epoch_step, epoch_steps, epoch_start)
+                if not (math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"])):
+                    # Checked per evaluation, because a per-step check would sync the device every step.
+                    status = "diverged"
+                    diverged_at_step = global_step
+                    break
+                if task.goal_reached(record["metric"], goal):
+                    status = "converged"
+                    time_to_goal_s = record["elapsed_s"]
+                    break
+        if status != "not_converged":
             break
-        if task.goal_reached(evaluation.metric, goal):
-            status = "converged"
-            time_to_goal_s = elapsed_s
-            break
+        if record is None:
+            # An epoch of no steps still evaluates, so that every epoch has a record.
+            record = evaluate(epoch, 0, 0, epoch_start)
         if on_checkpoint is not None and epoch < job.max_epochs:
             state = {
                 "task": task.state_dict(),
@@ -256,7 +286,8 @@ def run_training(
         "restart_epochs": restart_epochs,
         "train_time_s": train_time_s,
         "wall_time_s": wall_time_s,
-        "epochs": len(curve),
+        "epochs": curve[-1]["epoch"] if curve else 0,
+        "evaluations": len(curve),
         "steps": global_step,
         "final_metric": curve[-1]["metric"] if curve else None,
         "best_metric": best_metric,
