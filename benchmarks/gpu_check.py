@@ -15,9 +15,13 @@ Meant to finish in under 5 minutes on one current GPU. It reports:
    400/1150/3 and BERT-base; `tiny` for CPU), on a corpus of random words in WikiText-2's layout
    written to a temporary folder, the second of two epochs of `--lm-steps` steps.
 
-The translation tasks have no model yet, so they are listed as not measured. With `--device cpu`,
-`--lm-size tiny` and small `--steps`, `--lm-steps`, `--max-epochs` and `--synthetic-samples` the script
-also runs on a CPU, as a smoke test of the script itself.
+4. GNMT sentences/s and Transformer tokens/s through `run_training`, at the same `--lm-size`
+   (`official`: GNMT 4+4 x 1024 and Transformer big), on random-word sentence pairs in the WMT layout,
+   the second of two epochs of `--lm-steps` steps of 256 sentences (GNMT) or 16,384 tokens
+   (Transformer) in micro-batches of the job files' default size.
+
+With `--device cpu`, `--lm-size tiny` and small `--steps`, `--lm-steps`, `--max-epochs` and
+`--synthetic-samples` the script also runs on a CPU, as a smoke test of the script itself.
 
 NOTE: this script has run only on a CPU so far; the 5-minute budget on a GPU is an estimate.
 """
@@ -32,13 +36,13 @@ from pathlib import Path
 
 import torch
 from language_step_throughput import write_corpus
+from translation_step_throughput import write_corpus as write_parallel_corpus
 
 from mlbench_ray.config import load_job
 from mlbench_ray.tasks.base import WorkerContext
 from mlbench_ray.training.loop import run_training
 
 REPO = Path(__file__).resolve().parents[1]
-OTHER_TASKS = ("GNMT on WMT16", "Transformer on WMT17")
 
 
 def images_per_second(device: torch.device, steps: int) -> float:
@@ -106,6 +110,28 @@ def language_model_rate(task: str, device: torch.device, root: Path, steps: int,
     return float(result["curve"][-1]["samples_per_s"])
 
 
+def translation_rate(task: str, device: torch.device, root: Path, steps: int, size: str) -> float:
+    """Measure a translation task's training throughput; the second epoch's figure."""
+    gnmt = task == "gnmt"
+    overrides = {
+        "workers": [1],
+        "max_epochs": 2,
+        "max_steps_per_epoch": steps,
+        "data.root": str(root),
+        "data.download": False,
+        "data.verify_checksums": False,
+        "goal.value": 100.0,
+        "task_options.size": size,
+        "task_options.test_lines": None,
+        "task_options.eval_interval": None,
+        "task_options.beam_size": 1,
+        **({"task_options.global_batch_size": 256} if gnmt else {"task_options.global_batch_tokens": 16384}),
+    }
+    name = "wmt16-gnmt-allreduce.yaml" if gnmt else "wmt17-transformer-allreduce.yaml"
+    result = run_training(load_job(REPO / "jobs" / name, overrides), WorkerContext(1, 0, 0, device, seed=0))
+    return float(result["curve"][-1]["samples_per_s"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="torch device (default cuda)")
@@ -117,9 +143,14 @@ def main() -> None:
     parser.add_argument(
         "--synthetic-samples", type=int, default=50_000, help="training images when CIFAR-10 is absent"
     )
-    parser.add_argument("--lm-steps", type=int, default=50, help="steps per epoch of the language-model runs")
     parser.add_argument(
-        "--lm-size", choices=("official", "tiny"), default="official", help="language-model presets"
+        "--lm-steps", type=int, default=50, help="steps per epoch of the language-model and translation runs"
+    )
+    parser.add_argument(
+        "--lm-size",
+        choices=("official", "tiny"),
+        default="official",
+        help="language-model and translation presets",
     )
     parser.add_argument("--output", type=Path, default=Path("gpu_check.json"), help="where to write the JSON")
     args = parser.parse_args()
@@ -136,7 +167,6 @@ def main() -> None:
         "time_to_80_percent": time_to_goal(
             device, args.data_root.resolve(), args.max_epochs, args.synthetic_samples
         ),
-        "other_tasks": dict.fromkeys(OTHER_TASKS, "not measured: no model in this version"),
     }
     with tempfile.TemporaryDirectory() as folder:
         write_corpus(Path(folder))
@@ -145,6 +175,14 @@ def main() -> None:
         )
         report[f"bert_{args.lm_size}_blocks_per_s"] = language_model_rate(
             "bert", device, Path(folder), args.lm_steps, args.lm_size
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        write_parallel_corpus(Path(folder))
+        report[f"gnmt_{args.lm_size}_sentences_per_s"] = translation_rate(
+            "gnmt", device, Path(folder), args.lm_steps, args.lm_size
+        )
+        report[f"transformer_{args.lm_size}_tokens_per_s"] = translation_rate(
+            "transformer", device, Path(folder), args.lm_steps, args.lm_size
         )
     report["wall_time_s"] = time.perf_counter() - started
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -191,6 +191,8 @@ class ResultStore:
             notes.append(f"Dataset: {dataset['label']} from {dataset['root']}, checksums NOT verified.")
         else:
             notes.append(f"Dataset: {dataset['label']} from {dataset['root']}, checksums verified.")
+        if self.header["labels"].get("metric_note"):
+            notes.append(self.header["labels"]["metric_note"])
         notes.append(
             "Baseline: 1-worker wall-clock time to goal, evaluation included; speedup = baseline / time(W)."
         )

@@ -377,6 +377,14 @@ def test_ding_corpus_tool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         split: len((folder / f"{split}.en").read_text().splitlines()) for split in ("train", "valid", "test")
     }
     assert counts == {"train": 288, "valid": 6, "test": 6}
+    assert ding_main([str(source), "--output", str(tmp_path / "fixed"), "--held-out", "20"]) == 0
+    fixed = tmp_path / "fixed" / "wmt16-en-de"
+    assert len((fixed / "test.de").read_text().splitlines()) == 20
+    assert len((fixed / "train.de").read_text().splitlines()) == 260
+    assert ding_main([str(source), "--output", str(tmp_path / "o"), "--held-out", "150"]) == 2
+    assert "--held-out 150 leaves no training pairs of 300" in capsys.readouterr().err
+    assert ding_main([str(source), "--output", str(tmp_path / "o"), "--held-out", "0"]) == 2
+    assert "--held-out 0.0 must be positive" in capsys.readouterr().err
     assert ding_main([str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
     assert "install Debian's trans-de-en" in capsys.readouterr().err
     source.write_text("a :: b\n", encoding="utf-8")
@@ -478,3 +486,25 @@ def test_sweep_learns_reversal_to_bleu_above_90(ray_session, tmp_path: Path) -> 
         "| Machine Translation | WMT17 en-de (not verified) | Transformer (tiny) | All-Reduce | "
         "BLEU (sacrebleu, tok 13a, cased) | 90 |" in table
     )
+    note = "BLEU: one corpus score by sacrebleu, signature nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|"
+    assert note in table
+    assert note in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_cached_transformer_step_equals_full_decoder() -> None:
+    """One incremental step with cached layer inputs gives the logits of the full decoder run."""
+    from mlbench_ray.models.transformer import Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(50, d_model=32, ffn_size=64, heads=4, layers=2, dropout=0.1).eval()
+    source = torch.randint(4, 50, (3, 7))
+    source[0, 5:] = 0  # padding
+    with torch.no_grad():
+        cache = model.start(source, torch.tensor([5, 7, 7]))
+        memory, padding = model.encode(source)
+        prefix = torch.full((3, 1), 2)
+        for _ in range(6):
+            logits, cache = model.step(cache, prefix[:, -1])
+            full = model.decode(prefix, memory, padding)[:, -1]
+            torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)
+            prefix = torch.cat([prefix, torch.randint(4, 50, (3, 1))], dim=1)

@@ -1,6 +1,7 @@
 """Build a small English-German parallel corpus in the WMT layout from the Ding dictionary.
 
     python -m mlbench_ray.data.ding_corpus [DICTIONARY] --output ROOT [--dataset wmt16] [--min-words 3]
+        [--held-out 0.02]
 
 DICTIONARY is the German-English file of the Ding dictionary (Debian package `trans-de-en`:
 `/usr/share/trans/de-en`, the default). Each of its lines reads `German :: English`; both sides hold
@@ -8,8 +9,9 @@ the same number of `|`-separated entries, which translate each other, and an ent
 alternatives separated by `;`. Among its entries are many example sentences and phrases ("Das ist
 blanker Unsinn. :: That is sheer nonsense."). The tool keeps the entries of at least `--min-words`
 words on both sides, takes the first alternative of each side, removes the dictionary's annotations
-(`{f}`, `[techn.]`, `<...>`, `/.../`) and drops duplicates. Pairs are shuffled with a fixed seed and
-split 96/2/2 into train, valid and test, written to `ROOT/<dataset>-en-de/{train,valid,test}.{en,de}`.
+(`{f}`, `[techn.]`, `<...>`, `/.../`) and drops duplicates. Pairs are shuffled with a fixed seed; the
+validation and the test split each get `--held-out` of them (a share, or a count when 1 or more), and
+the rest is training data. The six files go to `ROOT/<dataset>-en-de/{train,valid,test}.{en,de}`.
 
 This is real parallel text, but dictionary examples, not news: BLEU on it is not comparable with
 WMT figures. The test split is not newstest2014, so run the translation tasks with
@@ -53,11 +55,19 @@ def parse_pairs(lines: list[str], min_words: int) -> list[tuple[str, str]]:
     return list(pairs)
 
 
-def write_corpus(pairs: list[tuple[str, str]], folder: Path, seed: int = 0) -> dict[str, int]:
-    """Shuffle and split 96/2/2; write the six files; return the pairs per split."""
+def write_corpus(
+    pairs: list[tuple[str, str]], folder: Path, seed: int = 0, held_out_share: float = 0.02
+) -> dict[str, int]:
+    """Shuffle, hold out validation and test pairs, write the six files; return the pairs per split.
+
+    `held_out_share` below 1 is a share of all pairs per held-out split; 1 or more is a count.
+    """
     shuffled = list(pairs)
     random.Random(seed).shuffle(shuffled)
-    held_out = max(1, len(shuffled) // 50)
+    if held_out_share < 1:
+        held_out = max(1, int(len(shuffled) * held_out_share))
+    else:
+        held_out = int(held_out_share)
     splits = {
         "test": shuffled[:held_out],
         "valid": shuffled[held_out : 2 * held_out],
@@ -87,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", choices=("wmt16", "wmt17"), default="wmt16", help="layout folder name")
     parser.add_argument("--min-words", type=int, default=3, help="fewest words of a kept entry (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle before the split")
+    parser.add_argument(
+        "--held-out",
+        type=float,
+        default=0.02,
+        help="pairs in each of the valid and test splits: a share below 1 (default 0.02), or a count",
+    )
     args = parser.parse_args(argv)
     if not args.dictionary.is_file():
         print(
@@ -97,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with args.dictionary.open(encoding="utf-8") as handle:
         pairs = parse_pairs(handle.readlines(), args.min_words)
+    if args.held_out <= 0:
+        print(
+            f"error: --held-out {args.held_out} must be positive: a share below 1 or a count", file=sys.stderr
+        )
+        return 2
     if len(pairs) < 100:
         print(
             f"error: {args.dictionary} gave {len(pairs)} pairs of at least {args.min_words} words; at least "
@@ -105,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     folder = args.output / f"{args.dataset}-en-de"
-    counts = write_corpus(pairs, folder, args.seed)
+    if args.held_out >= 1 and 2 * args.held_out >= len(pairs):
+        print(
+            f"error: --held-out {args.held_out:g} leaves no training pairs of {len(pairs)}; lower it",
+            file=sys.stderr,
+        )
+        return 2
+    counts = write_corpus(pairs, folder, args.seed, args.held_out)
     print(
         f"wrote {folder}: {counts['train']} train, {counts['valid']} valid, {counts['test']} test pairs",
         file=sys.stderr,

@@ -97,17 +97,45 @@ class Transformer(nn.Module):
         memory, padding = self.encode(source)
         return self.decode(target_input, memory, padding)
 
-    # Incremental decoding (see mlbench_ray.models.decoding). The decoder runs over the whole prefix at
-    # every step: simpler than caching keys and values, and exact.
+    # Incremental decoding (see mlbench_ray.models.decoding). Each decoder layer caches the normalized
+    # inputs of its self-attention for the positions decoded so far, so a step runs the layers for the
+    # new position only; the result equals the full decoder run over the prefix (tested).
 
     def start(self, source: torch.Tensor, source_lengths: torch.Tensor) -> dict[str, Any]:
         memory, padding = self.encode(source)
-        return {"memory": memory, "padding": padding, "prefix": source.new_zeros((source.size(0), 0))}
+        empty = memory.new_zeros((source.size(0), 0, self.d_model))
+        states = [empty for _ in self.decoder.layers]
+        return {"memory": memory, "padding": padding, "states": states, "length": 0}
 
     def step(self, cache: dict[str, Any], tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        prefix = torch.cat([cache["prefix"], tokens.unsqueeze(1)], dim=1)
-        logits = self.decode(prefix, cache["memory"], cache["padding"])
-        return logits[:, -1], {**cache, "prefix": prefix}
+        position = cache["length"]
+        if position >= self.positions.size(0):
+            positions = sinusoidal_positions(position + 1, self.d_model).to(self.positions.device)
+        else:
+            positions = self.positions
+        x = self.dropout(self.embedding(tokens.unsqueeze(1)) * math.sqrt(self.d_model) + positions[position])
+        memory, padding = cache["memory"], cache["padding"]
+        states = []
+        for layer, past in zip(self.decoder.layers, cache["states"], strict=True):
+            # The pre-norm decoder layer of nn.TransformerDecoderLayer, for one new position.
+            normalized = layer.norm1(x)
+            keys = torch.cat([past, normalized], dim=1)
+            attended = layer.self_attn(normalized, keys, keys, need_weights=False)[0]
+            x = x + layer.dropout1(attended)
+            attended = layer.multihead_attn(
+                layer.norm2(x), memory, memory, key_padding_mask=padding, need_weights=False
+            )[0]
+            x = x + layer.dropout2(attended)
+            x = x + layer._ff_block(layer.norm3(x))
+            states.append(keys)
+        x = self.decoder.norm(x)
+        logits = F.linear(x[:, 0], self.embedding.weight)
+        return logits, {"memory": memory, "padding": padding, "states": states, "length": position + 1}
 
     def reorder(self, cache: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
-        return {key: value.index_select(0, index) for key, value in cache.items()}
+        return {
+            "memory": cache["memory"].index_select(0, index),
+            "padding": cache["padding"].index_select(0, index),
+            "states": [state.index_select(0, index) for state in cache["states"]],
+            "length": cache["length"],
+        }

@@ -47,18 +47,25 @@ def write_trial_log(document: dict[str, Any], trial: dict[str, Any], path: Path)
 
         ml_logger.event(constants.SUBMISSION_BENCHMARK, document["job"]["name"], time_ms=start_ms)
         ml_logger.event(constants.SEED, trial["seed"], time_ms=start_ms)
-        if "global_batch_size" in details:
+        if "global_batch_size" in details:  # in sentences or images; the Transformer's is in tokens
             ml_logger.event(constants.GLOBAL_BATCH_SIZE, details["global_batch_size"], time_ms=start_ms)
         ml_logger.start(constants.RUN_START, time_ms=start_ms, metadata=metadata)
 
         previous_ms = start_ms
         for point in trial.get("curve") or []:
-            epoch_ms = start_ms + int(point["elapsed_s"] * 1000)
+            eval_ms = start_ms + int(point["elapsed_s"] * 1000)
+            # Evaluations within an epoch (translation) log their fractional epoch and no epoch block.
+            progress = point.get("epoch_progress", point["epoch"])
+            epoch_end = progress == point["epoch"]
             epoch = {"epoch_num": point["epoch"]}
-            ml_logger.start(constants.EPOCH_START, time_ms=previous_ms, metadata=epoch)
-            ml_logger.event(constants.EVAL_ACCURACY, point["metric"], time_ms=epoch_ms, metadata=epoch)
-            ml_logger.end(constants.EPOCH_STOP, time_ms=epoch_ms, metadata=epoch)
-            previous_ms = epoch_ms
+            if epoch_end:
+                ml_logger.start(constants.EPOCH_START, time_ms=previous_ms, metadata=epoch)
+            ml_logger.event(
+                constants.EVAL_ACCURACY, point["metric"], time_ms=eval_ms, metadata={"epoch_num": progress}
+            )
+            if epoch_end:
+                ml_logger.end(constants.EPOCH_STOP, time_ms=eval_ms, metadata=epoch)
+                previous_ms = eval_ms
 
         status = STATUS.get(trial.get("status", ""), constants.ABORTED)
         stop_ms = start_ms + int(float(trial.get("wall_time_s") or 0.0) * 1000)

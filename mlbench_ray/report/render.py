@@ -101,6 +101,11 @@ def _dataset_note(document: dict[str, Any]) -> str:
     return f"Dataset: {dataset.get('label')}, checksums verified."
 
 
+def _metric_note(document: dict[str, Any]) -> list[str]:
+    note = (document.get("labels") or {}).get("metric_note")
+    return [note] if note else []
+
+
 def write_report(document: dict[str, Any], output_dir: Path) -> list[Path]:
     """Write report.md/.csv/.json, the plots, report.html and one MLLOG file per trial; return the paths."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +118,7 @@ def write_report(document: dict[str, Any], output_dir: Path) -> list[Path]:
             render_markdown([row], REPORT_COLUMNS),
             render_markdown(rows, WORKER_COLUMNS),
             _dataset_note(document),
+            *_metric_note(document),
             "Baseline: 1-worker wall-clock time to goal, evaluation included; speedup = baseline / time(W).",
             "",
         ]

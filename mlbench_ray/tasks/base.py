@@ -52,6 +52,8 @@ class TableLabels:
     model: str
     metric_name: str
     metric_goal: str
+    # A line under the table about how the metric is computed, such as sacrebleu's signature.
+    metric_note: str = ""
 
 
 class Task(ABC):

@@ -293,6 +293,7 @@ class TranslationTask(Task):
             "storage that every node shares, so that all ranks read one cached vocabulary",
         )
 
+    @classmethod
     def bleu_settings(cls, options: _TranslationOptions) -> tuple[str, bool]:
         """sacrebleu's tokenizer and lowercasing for these options."""
         tokenize = options.bleu_tokenize or cls.default_bleu_tokenize
@@ -305,11 +306,18 @@ class TranslationTask(Task):
         tokenize, lowercase = self.bleu_settings(self.options)
         return BLEU(tokenize=tokenize, lowercase=lowercase)
 
-    def bleu_signature(self) -> str:
-        """sacrebleu's signature of the BLEU settings (one reference per sentence)."""
-        probe = self._bleu_metric()
-        probe.corpus_score(["a"], [["a"]])
+    @classmethod
+    def signature_of(cls, options: _TranslationOptions) -> str:
+        """Return sacrebleu's signature of the BLEU settings (one reference per sentence)."""
+        from sacrebleu.metrics import BLEU
+
+        tokenize, lowercase = cls.bleu_settings(options)
+        probe = BLEU(tokenize=tokenize, lowercase=lowercase)
+        probe.corpus_score(["a"], [["a"]])  # sacrebleu fills in the signature's reference count here
         return str(probe.get_signature())
+
+    def bleu_signature(self) -> str:
+        return self.signature_of(self.options)
 
     def _batches(self, epoch: int) -> list[torch.Tensor]:
         if self._epoch_batches is None or self._epoch_batches[0] != epoch:
@@ -340,6 +348,7 @@ class TranslationTask(Task):
             model=cls.model_label + ("" if options.size == "official" else f" ({options.size})"),
             metric_name=f"BLEU (sacrebleu, tok {tokenize}, {'lowercased' if lowercase else 'cased'})",
             metric_goal=f"{job.goal.active:g}",
+            metric_note=f"BLEU: one corpus score by sacrebleu, signature {cls.signature_of(options)}.",
         )
 
     @classmethod
