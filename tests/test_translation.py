@@ -99,7 +99,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # BLEU
 
 
-def test_corpus_bleu_is_sacrebleu_and_not_a_mean_of_batches() -> None:
+def test_corpus_bleu_not_batch_mean() -> None:
     """One corpus BLEU over all sentences equals sacrebleu's; the mean of per-batch BLEU differs."""
     metric = BLEU(tokenize="13a", lowercase=False)
     ours = corpus_bleu(metric, HYPOTHESES, REFERENCES)
@@ -136,7 +136,7 @@ def test_bleu_gathered_from_two_ranks_equals_one_process() -> None:
 
 
 @pytest.mark.parametrize("unit,size,micro", [("sentences", 32, 5), ("tokens", 200, 40)])
-def test_global_batches_are_the_same_for_1_2_3_workers(unit: str, size: int, micro: int) -> None:
+def test_global_batches_same_for_any_w(unit: str, size: int, micro: int) -> None:
     """The micro-batches of all ranks together are exactly the global batch, whatever W."""
     lengths = torch.randint(2, 12, (97,), generator=torch.Generator().manual_seed(3))
     batches = global_batches(lengths, unit, size, seed=0, epoch=1)
@@ -194,8 +194,8 @@ def _null() -> Any:
     return nullcontext()
 
 
-def test_accumulation_gives_the_same_update_for_1_2_3_workers(corpus: Path) -> None:
-    """An epoch whose last global batch holds one pair: the same weights on 1, 2 and 3 ranks.
+def test_accumulation_same_on_1_and_3_ranks(corpus: Path) -> None:
+    """An epoch whose last global batch has one pair: the same weights on 1 process and 3 ranks.
 
     97 pairs and 32 sentences per step make 4 steps, the last with 1 pair: two of three ranks then
     take part with a zero-weighted pair, and the step must still be applied.
@@ -223,7 +223,7 @@ def test_accumulation_gives_the_same_update_for_1_2_3_workers(corpus: Path) -> N
     assert any(not torch.equal(a, b) for a, b in zip(one, before_last, strict=True))
 
 
-def test_token_batches_give_the_same_update_on_2_ranks_with_ddp(corpus: Path) -> None:
+def test_token_batches_same_under_ddp(corpus: Path) -> None:
     """The Transformer's token-sized global batches: 1 rank and 2 DDP ranks end an epoch alike."""
     settings = {
         "task_options.global_batch_tokens": 160,
