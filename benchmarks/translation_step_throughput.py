@@ -11,11 +11,11 @@ English reversed, fixed seed) written in the WMT layout to a temporary folder, w
 - Transformer (2+2 layers, d_model 128, 4 heads), 2,048 tokens a step in one micro-batch, Adam,
   label smoothing 0.1. Throughput is in target tokens per second.
 
-The plain loops train the same models with the same optimizers and loss on the same global batches,
-padding each batch when it is drawn, as a DataLoader's collate function would. The project's figure
-covers its training steps only (evaluation excluded), from the loop's step timer, which also gives the
-data share: data / (data + compute + communication). The sides alternate, `--repeats` times each, the
-plain loop first in every second repeat, and the table shows medians.
+The plain loops train the same models with the same optimizers, learning-rate schedules and loss on the
+same global batches, padding each batch when it is drawn, as a DataLoader's collate function would. The
+project's figure covers its training steps only (evaluation excluded), from the loop's step timer, which
+also gives the data share: data / (data + compute + communication). The sides alternate, `--repeats`
+times each, the plain loop first in every second repeat, and the table shows medians.
 """
 
 from __future__ import annotations
@@ -105,7 +105,10 @@ def plain(task: str, root: Path, steps: int) -> float:
     model.train()
     samples = 0
     start = time.perf_counter()
-    for indices in batches:
+    for step, indices in enumerate(batches):
+        # The task's learning-rate schedule, as the project's loop applies it before each step.
+        for group in optimizer.param_groups:
+            group["lr"] = reference.peak_lr * reference.lr_factor(step + 1)
         sources, inputs, outputs = [], [], []
         for index in indices.tolist():
             source, target = (part.long() for part in pairs.pair(index))
