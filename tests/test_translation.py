@@ -17,6 +17,7 @@ from mlbench_ray.data.ding_corpus import main as ding_main
 from mlbench_ray.data.ding_corpus import parse_pairs
 from mlbench_ray.data.errors import DataError
 from mlbench_ray.data.translation import (
+    BOS_ID,
     EOS_ID,
     TrainingArchive,
     bpe_key,
@@ -157,6 +158,27 @@ def test_global_batches_same_for_any_w(unit: str, size: int, micro: int) -> None
                 else [p.numel() * int(lengths[p].max()) for p in parts if p.numel() > 1]
             )
             assert all(value <= micro for value in limit)
+
+
+def test_micro_batch_contains_its_pairs(corpus: Path) -> None:
+    """A rank's micro-batches pad exactly its pairs: `</s>` after the source, `<s>` before the target."""
+    job = gnmt_job(corpus, [2], **{"task_options.global_batch_size": 8, "task_options.micro_batch_size": 3})
+    GNMTTask.prepare_data(job)
+    task = GNMTTask(job, WorkerContext(2, 1, 1, torch.device("cpu"), seed=0))
+    batch = task._batches(1)[0]
+    share = rank_share(batch, 2, 1).tolist()
+    micro_batches = task.rank_micro_batches(batch)
+    assert [m.sentences for m in micro_batches] == [3, 1]
+    rows = [(m, row) for m in micro_batches for row in range(m.sentences)]
+    for index, (micro, row) in zip(share, rows, strict=True):
+        source, target = (part.long() for part in task.train.pair(index))
+        length = int(micro.source_lengths[row])
+        assert length == source.numel() + 1
+        assert micro.source[row, :length].tolist() == [*source.tolist(), EOS_ID]
+        assert micro.target_input[row, : target.numel() + 1].tolist() == [BOS_ID, *target.tolist()]
+        assert micro.target_output[row, : target.numel() + 1].tolist() == [*target.tolist(), EOS_ID]
+    global_tokens = int((task.train_target_lengths[batch] + 1).sum())
+    assert micro_batches[0].weight == pytest.approx(2 / global_tokens)
 
 
 def _epoch_weights(

@@ -33,13 +33,13 @@ SPACES = re.compile(r"\s+")
 
 
 def clean(entry: str) -> str:
-    """The first alternative of an entry, without the dictionary's annotations."""
+    """Return the first alternative of an entry, without the dictionary's annotations."""
     first = re.split(r";\s", entry, maxsplit=1)[0]
     return SPACES.sub(" ", ANNOTATION.sub(" ", first)).strip(" ;,")
 
 
 def parse_pairs(lines: list[str], min_words: int) -> list[tuple[str, str]]:
-    """(English, German) pairs of the entries with at least `min_words` words on both sides."""
+    """Return the (English, German) pairs of the entries with at least `min_words` words on both sides."""
     pairs: dict[tuple[str, str], None] = {}
     for line in lines:
         if line.startswith("#") or " :: " not in line:
@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, required=True, help="data root to write into")
     parser.add_argument("--dataset", choices=("wmt16", "wmt17"), default="wmt16", help="layout folder name")
-    parser.add_argument("--min-words", type=int, default=3, help="fewest words of a kept entry (default 3)")
+    parser.add_argument(
+        "--min-words", type=int, default=3, help="minimum words on each side of a kept entry (default 3)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffle before the split")
     parser.add_argument(
         "--held-out",

@@ -265,7 +265,7 @@ def prepare_parallel_corpus(spec: DataSpec, eval_split: str, test_lines: int | N
 
 
 def _cache_dir(spec: DataSpec) -> Path:
-    """Subword cache: next to the corpus when writable, else under the user's cache folder."""
+    """Return the subword cache folder: next to the corpus when writable, else in the user's cache."""
     return writable_cache_dir(spec.root / LAYOUTS[spec.dataset].folder / "subwords", "subwords")
 
 
@@ -274,7 +274,7 @@ def _key(settings: dict[str, Any]) -> str:
 
 
 def bpe_key(spec: DataSpec, merges: int) -> str:
-    """Cache key of the BPE model: changes with the training text, the merges or the library."""
+    """Return the BPE model's cache key, which changes with the training text, the merges or the library."""
     import tokenizers
 
     files = split_files(spec)["train"]
@@ -328,7 +328,7 @@ def bpe_tokenizer(spec: DataSpec, merges: int) -> Any:
 
 
 def bpe_merges(tokenizer: Any) -> int:
-    """The number of merges the BPE model holds."""
+    """Return the number of merges in the BPE model."""
     return len(json.loads(tokenizer.to_str())["model"]["merges"])
 
 
@@ -377,8 +377,11 @@ def _pack(sources: list[torch.Tensor], targets: list[torch.Tensor]) -> EncodedPa
 
 
 def encode_split(spec: DataSpec, tokenizer: Any, split: str, max_length: int | None) -> EncodedPairs:
-    """Subword ids of a split's pairs (no special tokens), cached; with `max_length`, pairs longer than
-    that many subwords on either side, and pairs with an empty side, are dropped (training only)."""
+    """Encode a split's pairs as subword ids (no special tokens) and cache them.
+
+    With `max_length` (training only), pairs longer than that many subwords on either side, and pairs
+    with an empty side, are dropped.
+    """
     files = split_files(spec)[split]
     key = _key(
         {

@@ -118,7 +118,7 @@ class GNMTOptions(_TranslationOptions):
         2048, gt=0, description="Sentences per optimizer step over all workers, fixed for every W."
     )
     micro_batch_size: int = Field(
-        128, gt=0, description="Most sentences per forward-backward pass per worker."
+        128, gt=0, description="Maximum sentences per forward-backward pass per worker."
     )
     clip: float | None = Field(5.0, gt=0, description="Clip the averaged gradient to this norm; null: no.")
     decay_start: float = Field(
@@ -166,7 +166,7 @@ def global_batches(lengths: torch.Tensor, unit: str, size: int, seed: int, epoch
 
     `unit` "sentences": `size` pairs per batch; "tokens": as many pairs as fit in `size` tokens (at
     least one). The result depends on the seed and the epoch, never on the worker count; the last batch
-    holds the rest of the epoch.
+    contains the rest of the epoch.
     """
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(lengths.numel(), generator=generator)
@@ -246,7 +246,7 @@ class TranslationTask(Task):
         evaluation = encode_split(job.data, self.tokenizer, options.eval_split, None)
         references = read_lines(split_files(job.data)[options.eval_split]["de"])
         start, stop = eval_range(len(evaluation), context.world_size, context.world_rank)
-        self.eval_references = references  # every rank holds them; rank 0 scores
+        self.eval_references = references  # every rank keeps them, and rank 0 scores
         self.eval_pairs = evaluation.select(list(range(start, stop)))
         self.bleu = self._bleu_metric()
 
@@ -273,7 +273,7 @@ class TranslationTask(Task):
         raise NotImplementedError
 
     def lr_factor(self, step: int) -> float:
-        """Multiplier of the peak rate at optimizer step `step` (from 1)."""
+        """Return the multiplier of the peak rate at optimizer step `step` (from 1)."""
         raise NotImplementedError
 
     @property
@@ -295,7 +295,7 @@ class TranslationTask(Task):
 
     @classmethod
     def bleu_settings(cls, options: _TranslationOptions) -> tuple[str, bool]:
-        """sacrebleu's tokenizer and lowercasing for these options."""
+        """Return sacrebleu's tokenizer and lowercasing for these options."""
         tokenize = options.bleu_tokenize or cls.default_bleu_tokenize
         lowercase = cls.default_bleu_lowercase if options.bleu_lowercase is None else options.bleu_lowercase
         return tokenize, lowercase
@@ -408,10 +408,11 @@ class TranslationTask(Task):
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
 
-    def _micro_batch(self, pairs: EncodedPairs, weight: float) -> MicroBatch:
+    def _micro_batch(self, pairs: EncodedPairs, indices: list[int], weight: float) -> MicroBatch:
+        """Pad the pairs at `indices` into a micro-batch whose summed token loss counts `weight` times."""
         device = self.context.device
         sources, targets_in, targets_out = [], [], []
-        for index in range(len(pairs)):
+        for index in indices:
             source, target = pairs.pair(index)
             source, target = source.long(), target.long()
             sources.append(torch.cat([source, torch.tensor([EOS_ID])]))
@@ -424,7 +425,7 @@ class TranslationTask(Task):
             target_input=pad(targets_in).to(device),
             target_output=pad(targets_out).to(device),
             weight=weight,
-            sentences=len(pairs) if weight else 0,
+            sentences=len(indices) if weight else 0,
             tokens=sum(t.numel() for t in targets_out) if weight else 0,
         )
 
@@ -436,9 +437,9 @@ class TranslationTask(Task):
         share = rank_share(batch, world_size, self.context.world_rank)
         if share.numel() == 0:
             # Fewer pairs than ranks in this batch: take part with a zero-weighted pair.
-            return [self._micro_batch(self.train.select(batch[:1].tolist()), 0.0)]
+            return [self._micro_batch(self.train, batch[:1].tolist(), 0.0)]
         parts = split_micro(share, self.train_lengths, self.batch_unit, self.micro_batch)
-        return [self._micro_batch(self.train.select(part.tolist()), weight) for part in parts]
+        return [self._micro_batch(self.train, part.tolist(), weight) for part in parts]
 
     def train_batches(self, epoch: int) -> Iterator[list[MicroBatch]]:
         for batch in self._batches(epoch)[: self.epoch_steps(epoch)]:
@@ -472,7 +473,7 @@ class TranslationTask(Task):
         nll = tokens = 0.0
         for start in range(0, len(order), self.options.eval_batch_size):
             chunk = order[start : start + self.options.eval_batch_size]
-            batch = self._micro_batch(pairs.select(chunk), 1.0)
+            batch = self._micro_batch(pairs, chunk, 1.0)
             with self._autocast:
                 logits = model(batch.source, batch.source_lengths, batch.target_input)
                 limits = [
@@ -501,7 +502,7 @@ class TranslationTask(Task):
         return self.tokenizer.decode_batch(hypotheses), nll, tokens
 
     def corpus_bleu(self, hypotheses: list[str]) -> float:
-        """One corpus BLEU of all test hypotheses, in test-set order, against the references."""
+        """Score all test hypotheses, in test-set order, as one corpus BLEU against the references."""
         return corpus_bleu(self.bleu, hypotheses, self.eval_references)
 
     @torch.no_grad()
@@ -523,7 +524,7 @@ class TranslationTask(Task):
 
 
 def corpus_bleu(metric: Any, hypotheses: list[str], references: list[str]) -> float:
-    """sacrebleu's corpus BLEU of detokenized hypotheses against one reference each, in order."""
+    """Score detokenized hypotheses against one reference each, in order, with sacrebleu's corpus BLEU."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     return float(metric.corpus_score(hypotheses, [references]).score)
