@@ -91,45 +91,44 @@ def time_to_goal(device: torch.device, data_root: Path, max_epochs: int, synthet
     }
 
 
-def language_model_rate(task: str, device: torch.device, root: Path, steps: int, size: str) -> float:
-    """Measure a language-modelling task's training throughput; the second epoch's figure."""
-    awd = task == "awd"
-    bert_size = "base" if size == "official" else "tiny"
-    overrides = {
+def second_epoch_rate(job_file: str, device: torch.device, root: Path, steps: int, overrides: dict) -> float:
+    """Train a job for two epochs of `steps` steps on one worker and return the second epoch's throughput."""
+    common = {
         "workers": [1],
         "max_epochs": 2,
         "max_steps_per_epoch": steps,
         "data.root": str(root),
         "data.download": False,
         "data.verify_checksums": False,
-        "goal.value": 1.01 if awd else 0.999,
-        "task_options.size": size if awd else bert_size,
     }
-    name = "wikitext2-awdlstm-allreduce.yaml" if awd else "wikitext2-bert.yaml"
-    result = run_training(load_job(REPO / "jobs" / name, overrides), WorkerContext(1, 0, 0, device, seed=0))
+    job = load_job(REPO / "jobs" / job_file, {**common, **overrides})
+    result = run_training(job, WorkerContext(1, 0, 0, device, seed=0))
     return float(result["curve"][-1]["samples_per_s"])
 
 
+def language_model_rate(task: str, device: torch.device, root: Path, steps: int, size: str) -> float:
+    """Measure a language-modelling task's training throughput in its second epoch."""
+    if task == "awd":
+        overrides = {"goal.value": 1.01, "task_options.size": size}
+        return second_epoch_rate("wikitext2-awdlstm-allreduce.yaml", device, root, steps, overrides)
+    overrides = {"goal.value": 0.999, "task_options.size": "base" if size == "official" else "tiny"}
+    return second_epoch_rate("wikitext2-bert.yaml", device, root, steps, overrides)
+
+
 def translation_rate(task: str, device: torch.device, root: Path, steps: int, size: str) -> float:
-    """Measure a translation task's training throughput; the second epoch's figure."""
-    gnmt = task == "gnmt"
+    """Measure a translation task's training throughput in its second epoch."""
     overrides = {
-        "workers": [1],
-        "max_epochs": 2,
-        "max_steps_per_epoch": steps,
-        "data.root": str(root),
-        "data.download": False,
-        "data.verify_checksums": False,
         "goal.value": 100.0,
         "task_options.size": size,
         "task_options.test_lines": None,
         "task_options.eval_interval": None,
         "task_options.beam_size": 1,
-        **({"task_options.global_batch_size": 256} if gnmt else {"task_options.global_batch_tokens": 16384}),
     }
-    name = "wmt16-gnmt-allreduce.yaml" if gnmt else "wmt17-transformer-allreduce.yaml"
-    result = run_training(load_job(REPO / "jobs" / name, overrides), WorkerContext(1, 0, 0, device, seed=0))
-    return float(result["curve"][-1]["samples_per_s"])
+    if task == "gnmt":
+        overrides["task_options.global_batch_size"] = 256
+        return second_epoch_rate("wmt16-gnmt-allreduce.yaml", device, root, steps, overrides)
+    overrides["task_options.global_batch_tokens"] = 16384
+    return second_epoch_rate("wmt17-transformer-allreduce.yaml", device, root, steps, overrides)
 
 
 def main() -> None:

@@ -78,6 +78,7 @@ def main_benchmark() -> None:
     ray_start_s = time.perf_counter() - start
 
     overheads, step_overheads, speedups, comm_shares = [], [], [], []
+    rates: dict[int, list[float]] = {1: [], 2: []}
     torch.set_num_threads(1)
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as folder:
@@ -90,6 +91,8 @@ def main_benchmark() -> None:
         sweep_step_s = trials[1]["train_time_s"] / trials[1]["steps"]
         step_overheads.append(sweep_step_s - plain_step_s)
         speedups.append(trials[2]["samples_per_s"] / trials[1]["samples_per_s"])
+        for workers in (1, 2):
+            rates[workers].append(trials[workers]["samples_per_s"])
         step = trials[2]["step_time"]
         if step["communication_s"] is not None:  # None under DDP, which overlaps it with backward
             comm_shares.append(
@@ -108,6 +111,9 @@ def main_benchmark() -> None:
     print_row("Overhead per trial", f"{statistics.median(overheads):.1f} s", [round(v, 1) for v in overheads])
     step_ms = [round(v * 1000, 1) for v in step_overheads]
     print_row("Overhead per step (1 worker, vs plain loop)", f"{statistics.median(step_ms):.1f} ms", step_ms)
+    for workers in (1, 2):
+        runs = [round(v, 1) for v in rates[workers]]
+        print_row(f"{workers}-worker samples/s", f"{statistics.median(rates[workers]):.1f}", runs)
     speedup_runs = [round(v, 2) for v in speedups]
     print_row("2-worker speedup, same global work", f"{statistics.median(speedups):.2f}x", speedup_runs)
     shares = [round(v, 3) for v in comm_shares]

@@ -93,7 +93,7 @@ def project(task: str, root: Path, steps: int) -> tuple[float, float]:
 
 
 def plain(task: str, root: Path, steps: int) -> float:
-    """The same model, optimizer, loss and batches in a plain loop; samples per second."""
+    """Train the same model, optimizer, loss and batches in a plain loop and return samples per second."""
     spec = job(task, root, steps)
     task_class: type[TranslationTask] = GNMTTask if task == "gnmt" else TransformerTask
     # The task builds the model, the optimizer and the epoch's batches exactly as the project does.
