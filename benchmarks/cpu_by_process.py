@@ -65,6 +65,10 @@ def main() -> None:
         previous, previous_time = current, now
 
     total_cores = os.cpu_count() or 1
+    if not (by_workers.get(1) or by_workers.get(2)):
+        print(
+            f"no {args.interval:g} s interval had 1 or 2 busy Ray Train workers ({WORKER}): nothing to report"
+        )
     for workers in (1, 2):
         intervals = by_workers.get(workers, [])
         if not intervals:
