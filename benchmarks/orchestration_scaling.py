@@ -1,7 +1,7 @@
 """Orchestration overhead and 2-worker scaling of a sweep on this machine.
 
-    python benchmarks/orchestration_scaling.py [--steps 40] [--repeats 3] [--aggregation allreduce]
-        [--bucket-mb 0.25 | --bucket-mb none]
+    python benchmarks/orchestration_scaling.py [--steps 40] [--repeats 3]
+        [--aggregation allreduce | ddp | allreduce,ddp] [--bucket-mb 0.25 | --bucket-mb none] [--skip-plain]
 
 Runs the real sweep command on a local Ray instance with ResNet-20 on synthetic data, 1 and 2 workers
 of one thread each, no augmentation, one epoch. Both trials do the same global work: 2 x `--steps`
@@ -14,7 +14,9 @@ batches of 128 on one worker, `--steps` batches of 128 on each of two. It report
 - Per-step overhead: the 1-worker step time inside the sweep against the same steps in a plain loop
   (`step_throughput.plain_samples_per_s`) in this process.
 - Scaling: samples/s of 2 workers over 1 worker on the same global work, and the communication share.
-Medians over `--repeats` sweeps.
+Medians over `--repeats` sweeps per scheme. With both schemes, the sweeps alternate between them, and a
+last figure divides each scheme's median 2-worker rate by the median 1-worker rate of all sweeps: with
+one worker both schemes run the same code.
 """
 
 from __future__ import annotations
@@ -61,64 +63,99 @@ def run_sweep(steps: int, aggregation: str, bucket_mb: str, output: Path) -> tup
     return elapsed, json.loads((output / "results.json").read_text())
 
 
+def print_scheme(scheme: str, args: argparse.Namespace, ray_start_s: float, figures: dict[str, list]) -> None:
+    """Print one scheme's table of medians and runs."""
+    print(
+        f"\nResNet-20 on synthetic data, {scheme} (buckets: {args.bucket_mb} MiB), batch {BATCH} per worker, "
+        f"1 thread per worker, {len(figures['speedups'])} sweeps"
+    )
+    print("| Figure | Median | Runs |")
+    print("|---|---|---|")
+    print_row("Ray start (local, loopback)", f"{ray_start_s:.1f} s", [round(ray_start_s, 1)])
+    overheads = figures["overheads"]
+    print_row("Overhead per trial", f"{statistics.median(overheads):.1f} s", [round(v, 1) for v in overheads])
+    step_ms = [round(v * 1000, 1) for v in figures["step_overheads"]]
+    if step_ms:
+        print_row(
+            "Overhead per step (1 worker, vs plain loop)", f"{statistics.median(step_ms):.1f} ms", step_ms
+        )
+    for workers in (1, 2):
+        rates = figures[f"rates{workers}"]
+        print_row(
+            f"{workers}-worker samples/s", f"{statistics.median(rates):.1f}", [round(v, 1) for v in rates]
+        )
+    speedups = figures["speedups"]
+    speedup_runs = [round(v, 2) for v in speedups]
+    print_row("2-worker speedup, same global work", f"{statistics.median(speedups):.2f}x", speedup_runs)
+    shares = figures["comm_shares"]
+    share_text = f"{statistics.median(shares):.1%}" if shares else "n/a (overlapped)"
+    print_row("Communication share, 2 workers", share_text, [round(v, 3) for v in shares])
+
+
 def main_benchmark() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="batches per worker in the 2-worker trial")
-    parser.add_argument("--repeats", type=int, default=3, help="sweeps to run")
+    parser.add_argument("--repeats", type=int, default=3, help="sweeps to run per scheme")
     parser.add_argument(
-        "--aggregation", default="allreduce", choices=["allreduce", "ddp"], help="gradient aggregation scheme"
+        "--aggregation",
+        default="allreduce",
+        help="gradient aggregation scheme, allreduce or ddp, or both comma-separated: the schemes then "
+        "alternate, in reverse order on every second repeat",
     )
     parser.add_argument(
         "--bucket-mb", default="0.25", help="all-reduce bucket size in MiB, or none for one flat buffer"
     )
+    parser.add_argument(
+        "--skip-plain",
+        action="store_true",
+        help="leave out the plain loop after each sweep, and with it the per-step overhead",
+    )
     args = parser.parse_args()
+    schemes = args.aggregation.split(",")
+    unknown = sorted(set(schemes) - {"allreduce", "ddp"})
+    if unknown or len(set(schemes)) != len(schemes):
+        parser.error(f"--aggregation {args.aggregation!r}: use allreduce, ddp or allreduce,ddp")
 
     start = time.perf_counter()
     ray.init(address="local", namespace=NAMESPACE, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")
     ray_start_s = time.perf_counter() - start
 
-    overheads, step_overheads, speedups, comm_shares = [], [], [], []
-    rates: dict[int, list[float]] = {1: [], 2: []}
+    keys = ("overheads", "step_overheads", "speedups", "comm_shares", "rates1", "rates2")
+    figures: dict[str, dict[str, list]] = {scheme: {key: [] for key in keys} for scheme in schemes}
     torch.set_num_threads(1)
     for repeat in range(args.repeats):
-        with tempfile.TemporaryDirectory() as folder:
-            sweep_s, document = run_sweep(
-                args.steps, args.aggregation, args.bucket_mb, Path(folder) / f"run{repeat}"
-            )
-        trials = {t["workers"]: t for t in document["trials"]}
-        overheads.append((sweep_s - sum(t["wall_time_s"] for t in trials.values())) / len(trials))
-        plain_step_s = BATCH / plain_samples_per_s(2 * args.steps)
-        sweep_step_s = trials[1]["train_time_s"] / trials[1]["steps"]
-        step_overheads.append(sweep_step_s - plain_step_s)
-        speedups.append(trials[2]["samples_per_s"] / trials[1]["samples_per_s"])
-        for workers in (1, 2):
-            rates[workers].append(trials[workers]["samples_per_s"])
-        step = trials[2]["step_time"]
-        if step["communication_s"] is not None:  # None under DDP, which overlaps it with backward
-            comm_shares.append(
-                step["communication_s"] / (step["data_s"] + step["compute_s"] + step["communication_s"])
-            )
+        # Alternating the order cancels any advantage of running at a given point of the repeat.
+        for scheme in schemes if repeat % 2 == 0 else schemes[::-1]:
+            scheme_figures = figures[scheme]
+            with tempfile.TemporaryDirectory() as folder:
+                sweep_s, document = run_sweep(
+                    args.steps, scheme, args.bucket_mb, Path(folder) / f"{scheme}{repeat}"
+                )
+            trials = {t["workers"]: t for t in document["trials"]}
+            overhead = (sweep_s - sum(t["wall_time_s"] for t in trials.values())) / len(trials)
+            scheme_figures["overheads"].append(overhead)
+            if not args.skip_plain:
+                plain_step_s = BATCH / plain_samples_per_s(2 * args.steps)
+                sweep_step_s = trials[1]["train_time_s"] / trials[1]["steps"]
+                scheme_figures["step_overheads"].append(sweep_step_s - plain_step_s)
+            scheme_figures["speedups"].append(trials[2]["samples_per_s"] / trials[1]["samples_per_s"])
+            for workers in (1, 2):
+                scheme_figures[f"rates{workers}"].append(trials[workers]["samples_per_s"])
+            step = trials[2]["step_time"]
+            if step["communication_s"] is not None:  # None under DDP, which overlaps it with backward
+                step_s = step["data_s"] + step["compute_s"] + step["communication_s"]
+                scheme_figures["comm_shares"].append(step["communication_s"] / step_s)
     ray.shutdown()
 
-    print(
-        f"ResNet-20 on synthetic data, {args.aggregation} (buckets: {args.bucket_mb} MiB), batch {BATCH} "
-        f"per worker, 1 thread per worker, "
-        f"{args.repeats} sweeps"
-    )
-    print("| Figure | Median | Runs |")
-    print("|---|---|---|")
-    print_row("Ray start (local, loopback)", f"{ray_start_s:.1f} s", [round(ray_start_s, 1)])
-    print_row("Overhead per trial", f"{statistics.median(overheads):.1f} s", [round(v, 1) for v in overheads])
-    step_ms = [round(v * 1000, 1) for v in step_overheads]
-    print_row("Overhead per step (1 worker, vs plain loop)", f"{statistics.median(step_ms):.1f} ms", step_ms)
-    for workers in (1, 2):
-        runs = [round(v, 1) for v in rates[workers]]
-        print_row(f"{workers}-worker samples/s", f"{statistics.median(rates[workers]):.1f}", runs)
-    speedup_runs = [round(v, 2) for v in speedups]
-    print_row("2-worker speedup, same global work", f"{statistics.median(speedups):.2f}x", speedup_runs)
-    shares = [round(v, 3) for v in comm_shares]
-    share_text = f"{statistics.median(comm_shares):.1%}" if comm_shares else "n/a (overlapped)"
-    print_row("Communication share, 2 workers", share_text, shares)
+    for scheme in schemes:
+        print_scheme(scheme, args, ray_start_s, figures[scheme])
+    if len(schemes) > 1:
+        # With one worker neither scheme wraps or hooks the model, so all 1-worker trials share a baseline.
+        baseline = statistics.median([rate for f in figures.values() for rate in f["rates1"]])
+        print(f"\nAgainst the median 1-worker rate of all sweeps ({baseline:.1f} samples/s):")
+        for scheme in schemes:
+            speedup = statistics.median(figures[scheme]["rates2"]) / baseline
+            print(f"- {scheme}: median 2-worker rate over it, {speedup:.2f}x")
 
 
 if __name__ == "__main__":

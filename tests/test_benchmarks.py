@@ -33,3 +33,9 @@ def test_translation_benchmark_rejects_unknown_task() -> None:
     result = run_script("translation_step_throughput.py", "--tasks", "gnmt,lstm")
     assert result.returncode == 2
     assert "unknown task(s) lstm; use gnmt, transformer or both" in result.stderr
+
+
+def test_scaling_benchmark_rejects_unknown_scheme() -> None:
+    result = run_script("orchestration_scaling.py", "--aggregation", "ddp,horovod")
+    assert result.returncode == 2
+    assert "--aggregation 'ddp,horovod': use allreduce, ddp or allreduce,ddp" in result.stderr
