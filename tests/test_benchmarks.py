@@ -10,6 +10,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script with `args` and capture its exit status and output."""
     return subprocess.run(
         [sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, timeout=120
     )
