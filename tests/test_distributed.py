@@ -95,7 +95,6 @@ def _one_step(
     for step, batch in enumerate(task.train_batches(epoch=1)):
         if step == 2:
             break
-        aggregator.before_forward()
         task.before_step(step)
         loss = task.training_loss(aggregator.train_model, batch)
         task.optimizer.zero_grad(set_to_none=True)
@@ -103,9 +102,12 @@ def _one_step(
         aggregator.reduce_gradients()
         task.optimizer.step()
     dist.barrier()
+    buffers = [b.detach().clone() for b in task.model.buffers()]
+    aggregator.sync_buffers()
     return {
         "params": [p.detach().clone() for p in task.model.parameters()],
-        "buffers": [b.detach().clone() for b in task.model.buffers()],
+        "buffers": buffers,
+        "synced_buffers": [b.detach().clone() for b in task.model.buffers()],
     }
 
 
@@ -120,9 +122,24 @@ def test_allreduce_and_ddp_give_the_same_update() -> None:
                 torch.testing.assert_close(tensor_a, tensor_d, rtol=1e-5, atol=1e-6)
             for tensor_b, tensor_d in zip(bucketed[rank][kind], ddp[rank][kind], strict=True):
                 torch.testing.assert_close(tensor_b, tensor_d, rtol=1e-5, atol=1e-6)
-    # Parameters agree across ranks; buffers are each rank's statistics after its last forward.
+    # Parameters agree across ranks; buffers are each rank's statistics from its own batches.
     for param_0, param_1 in zip(allreduce[0]["params"], allreduce[1]["params"], strict=True):
         torch.testing.assert_close(param_0, param_1)
+
+
+def test_sync_buffers_gives_every_rank_rank_0s_statistics() -> None:
+    """Ranks train on different data, so their batch-norm statistics differ until `sync_buffers`."""
+    for scheme in ("allreduce", "ddp"):
+        ranks = run_ranks(_one_step, 2, scheme, 0.05)
+        running = [
+            (b0, b1)
+            for b0, b1 in zip(ranks[0]["buffers"], ranks[1]["buffers"], strict=True)
+            if b0.is_floating_point()
+        ]
+        assert any(not torch.allclose(b0, b1) for b0, b1 in running), scheme
+        for rank in range(2):
+            for synced, rank_0 in zip(ranks[rank]["synced_buffers"], ranks[0]["buffers"], strict=True):
+                torch.testing.assert_close(synced, rank_0, rtol=0, atol=0)
 
 
 def test_allreduce_update_differs_from_no_averaging() -> None:
@@ -167,3 +184,36 @@ def test_allreduce_buckets_follow_backward_order() -> None:
     total = sum(p.numel() for p in model.parameters())
     assert sum(b.flat.numel() for b in bucketed._buckets) == total
     assert len(BucketedAllReduce(model, bucket_bytes=None)._buckets) == 1
+
+
+def _checkpointed_buffers(rank: int, world_size: int) -> list[torch.Tensor]:
+    from mlbench_ray.training.loop import run_training
+
+    job = load_job(
+        REPO / "jobs" / "quickstart.yaml",
+        {
+            "workers": [world_size],
+            "max_epochs": 2,
+            "goal.value": 1.0,
+            "max_steps_per_epoch": 2,
+            "data.synthetic_train_samples": 64,
+            "data.synthetic_test_samples": 8,
+            "task_options.batch_size_per_worker": 16,
+        },
+    )
+    states: list[dict] = []
+    run_training(
+        job,
+        WorkerContext(world_size, rank, rank, torch.device("cpu"), seed=3),
+        on_checkpoint=lambda s, r: states.append(s),
+    )
+    model_state = states[0]["task"]["model"]
+    return [value for name, value in model_state.items() if "running" in name]
+
+
+def test_ranks_evaluate_and_checkpoint_the_same_statistics() -> None:
+    """After an epoch on different data, both ranks hold rank 0's batch-norm statistics."""
+    ranks = run_ranks(_checkpointed_buffers, 2)
+    assert ranks[0], "the checkpoint holds no running statistics"
+    for buffer_0, buffer_1 in zip(ranks[0], ranks[1], strict=True):
+        torch.testing.assert_close(buffer_0, buffer_1, rtol=0, atol=0)

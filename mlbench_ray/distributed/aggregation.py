@@ -3,9 +3,12 @@
 `allreduce` copies gradients into flat buffers (buckets), all-reduces them with a sum through
 torch.distributed and divides by the world size. With several buckets, the all-reduces run while
 backward goes on. `ddp` is PyTorch DistributedDataParallel, which also all-reduces bucketed gradients
-during the backward pass. Both average gradients, and both broadcast rank 0's buffers (batch-norm
-running statistics) before each training forward, so that from the same data they produce the same
-update.
+during the backward pass. Both average gradients, so that from the same data they produce the same
+update. Buffers (batch-norm running statistics) do not enter the update: each rank keeps its own while
+training, and `sync_buffers` copies rank 0's to every rank before each evaluation, so that all ranks
+evaluate one model. Rank 0's statistics are the same as with a broadcast before every forward (DDP's
+default), which only ever copies rank 0's values, and a training step has one collective less to wait
+on.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ class Aggregator(Protocol):
     # False where communication overlaps the backward pass and cannot be timed apart from it.
     communication_timed: bool
 
-    def before_forward(self) -> None: ...
+    def sync_buffers(self) -> None:
+        """Copy rank 0's buffers (batch-norm running statistics) to every rank."""
+        ...
 
     def no_sync(self) -> AbstractContextManager[None]:
         """Within it, backward passes only accumulate gradients (all micro-batches but the last)."""
@@ -84,8 +89,6 @@ class BucketedAllReduce:
         self.eval_model = model
         self.world_size = _distributed_world_size()
         self._params = [p for p in model.parameters() if p.requires_grad]
-        self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
-        self._other_buffers = [b for b in model.buffers() if not b.is_floating_point()]
         self._buckets = self._make_buckets(bucket_bytes)
         self._bucket_of = {id(p): bucket for bucket in self._buckets for p in bucket.params}
         self._next_launch = 0
@@ -137,20 +140,9 @@ class BucketedAllReduce:
             bucket.handle = dist.all_reduce(bucket.flat, op=dist.ReduceOp.SUM, async_op=True)
             self._next_launch += 1
 
-    def before_forward(self) -> None:
-        # Rank 0's buffers (batch-norm running statistics), as DDP broadcasts them: one coalesced
-        # broadcast per dtype instead of one per buffer.
-        if self.world_size == 1:
-            return
-        for buffers in (self._float_buffers, self._other_buffers):
-            if not buffers:
-                continue
-            flat = torch.cat([b.reshape(-1) for b in buffers])
-            dist.broadcast(flat, src=0)
-            offset = 0
-            for buffer in buffers:
-                buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
-                offset += buffer.numel()
+    def sync_buffers(self) -> None:
+        if self.world_size > 1:
+            broadcast_buffers(self.train_model)
 
     def reduce_gradients(self) -> None:
         if self.world_size == 1:
@@ -192,7 +184,7 @@ class DDPAggregation:
         self.eval_model = model
         if _distributed_world_size() > 1:
             device_ids = [model_device(model).index] if model_device(model).type == "cuda" else None
-            self.train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=True)
+            self.train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
         else:
             self.train_model = model
 
@@ -201,13 +193,30 @@ class DDPAggregation:
             return self.train_model.no_sync()
         return nullcontext()
 
-    def before_forward(self) -> None:
-        # DDP broadcasts buffers itself at the start of each training forward.
-        pass
+    def sync_buffers(self) -> None:
+        if _distributed_world_size() > 1:
+            broadcast_buffers(self.eval_model)
 
     def reduce_gradients(self) -> None:
         # DDP has already averaged the gradients during backward.
         pass
+
+
+def broadcast_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers to every rank: one coalesced broadcast per kind, floating point or not."""
+    buffers = list(model.buffers())
+    for group in (
+        [b for b in buffers if b.is_floating_point()],
+        [b for b in buffers if not b.is_floating_point()],
+    ):
+        if not group:
+            continue
+        flat = torch.cat([b.reshape(-1) for b in group])
+        dist.broadcast(flat, src=0)
+        offset = 0
+        for buffer in group:
+            buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
+            offset += buffer.numel()
 
 
 def model_device(model: nn.Module) -> torch.device:

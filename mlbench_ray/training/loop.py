@@ -137,6 +137,8 @@ def run_training(
     def evaluate(epoch: int, epoch_step: int, epoch_steps: int, epoch_start: float) -> dict[str, Any]:
         """Evaluate on every rank's share of the test set, summed over ranks; return the record."""
         nonlocal best_metric
+        # Every rank evaluates (and checkpoints) rank 0's batch-norm statistics, so all ranks score one model.
+        aggregator.sync_buffers()
         totals = task.evaluate(aggregator.eval_model)
         totals["train_loss_sum"] = float(interval["loss_sum"])
         totals["train_steps"] = float(interval["steps"])
@@ -203,10 +205,6 @@ def run_training(
             batch = next(batches)
             micro_batches = task.micro_batches(batch)
             timer.lap("data")
-
-            # Buffers (batch-norm statistics) from rank 0, for the all-reduce scheme.
-            aggregator.before_forward()
-            timer.lap("communication")
 
             # Forward and backward, once per micro-batch; gradients accumulate, and only the last
             # backward pass communicates.
