@@ -7,7 +7,7 @@ Runs the real sweep command on a local Ray instance with ResNet-20 on synthetic 
 of one thread each, no augmentation, one epoch. Both trials do the same global work: 2 x `--steps`
 batches of 128 on one worker, `--steps` batches of 128 on each of two. It reports:
 
-- Ray start: `ray.init` on loopback.
+- Ray start: a local instance on loopback, started as the sweep starts it (`connect_ray`).
 - Per-trial overhead: sweep wall time minus the trials' own clock (from the workers' barrier to the end
   of training), divided by the trials: Tune trial start, worker-group start, dataset and model build,
   result writing and report.
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from step_throughput import BATCH, plain_samples_per_s, print_row  # noqa: E402
 
-from mlbench_ray.sweep import NAMESPACE, main  # noqa: E402
+from mlbench_ray.sweep import connect_ray, main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def main_benchmark() -> None:
         parser.error(f"--aggregation {args.aggregation!r}: use allreduce, ddp or allreduce,ddp")
 
     start = time.perf_counter()
-    ray.init(address="local", namespace=NAMESPACE, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")
+    connect_ray(None)  # as the sweep starts its local instance, with the same settings
     ray_start_s = time.perf_counter() - start
 
     keys = ("overheads", "step_overheads", "speedups", "comm_shares", "rates1", "rates2")

@@ -131,16 +131,38 @@ def test_local_ray_binds_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sweep without an address starts Ray on 127.0.0.1 with the dashboard on loopback only."""
     import ray
 
-    from mlbench_ray.sweep import connect_ray
+    from mlbench_ray.sweep import PREEMPTION_WATCHER_ENV_VAR, connect_ray
 
     calls = []
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # Set, then removed, so that the variable connect_ray sets is removed again after the test.
+    monkeypatch.setenv(PREEMPTION_WATCHER_ENV_VAR, "1")
+    monkeypatch.delenv(PREEMPTION_WATCHER_ENV_VAR)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
     assert connect_ray(None) is True
     assert calls[0]["_node_ip_address"] == "127.0.0.1"
     assert calls[0]["dashboard_host"] == "127.0.0.1"
     assert calls[0]["address"] == "local"
+    # A local instance has no node to drain: the preemption watcher is off, unless the user set it.
+    assert os.environ[PREEMPTION_WATCHER_ENV_VAR] == "0"
+    monkeypatch.setenv(PREEMPTION_WATCHER_ENV_VAR, "1")
+    assert connect_ray(None) is True
+    assert os.environ[PREEMPTION_WATCHER_ENV_VAR] == "1"
+
+
+def test_joining_a_cluster_leaves_the_preemption_watcher_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a cluster, nodes can be drained: the sweep leaves Ray Train's preemption watcher as it is."""
+    import ray
+
+    from mlbench_ray.sweep import PREEMPTION_WATCHER_ENV_VAR, connect_ray
+
+    monkeypatch.setenv(PREEMPTION_WATCHER_ENV_VAR, "1")
+    monkeypatch.delenv(PREEMPTION_WATCHER_ENV_VAR)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)
+    assert connect_ray("ray://127.0.0.1:10001") is False
+    assert PREEMPTION_WATCHER_ENV_VAR not in os.environ
 
 
 def test_environment_records_allow_list_only(monkeypatch: pytest.MonkeyPatch) -> None:
