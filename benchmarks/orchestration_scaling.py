@@ -117,7 +117,7 @@ def main_benchmark() -> None:
         parser.error(f"--aggregation {args.aggregation!r}: use allreduce, ddp or allreduce,ddp")
 
     start = time.perf_counter()
-    connect_ray(None)  # as the sweep starts its local instance, with the same settings
+    connect_ray(None)  # the sweep's own start of a local instance, with its settings
     ray_start_s = time.perf_counter() - start
 
     keys = ("overheads", "step_overheads", "speedups", "comm_shares", "rates1", "rates2")

@@ -260,6 +260,7 @@ def check_output_dir(
     return [t for t in document.get("trials", []) if t.get("status") != "failed"]
 
 
+# Ray Train's switch for its preemption watcher, which polls the node's drain state while a run trains.
 PREEMPTION_WATCHER_ENV_VAR = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
@@ -274,13 +275,12 @@ def connect_ray(address: str | None) -> bool:
         logger.info("joining Ray cluster at %s", address)
         ray.init(address=address, namespace=NAMESPACE)
         return False
+    # Nothing drains a local node, so Ray Train's preemption watcher is turned off unless the user set it.
+    # Set before ray.init, because the raylet it starts and every Ray worker inherit this environment.
+    os.environ.setdefault(PREEMPTION_WATCHER_ENV_VAR, "0")
     # NOTE: only the dashboard is certainly bound to 127.0.0.1. Ray 2.60 may still report the
     # machine's own address for the node and its workers, and its GCS and raylet ports listen on all
     # interfaces, guarded by token authentication (on by default).
-    # Nothing drains the node of a local instance, so Ray Train's preemption watcher, which polls the
-    # node's drain state while a trial trains (about 1% of a 2-core machine), has nothing to watch.
-    # The workers inherit this from the raylet that ray.init starts; a value set by the user wins.
-    os.environ.setdefault(PREEMPTION_WATCHER_ENV_VAR, "0")
     logger.info("starting a local Ray instance (dashboard on 127.0.0.1)")
     ray.init(
         address="local",

@@ -122,21 +122,21 @@ def test_allreduce_and_ddp_give_the_same_update() -> None:
                 torch.testing.assert_close(tensor_a, tensor_d, rtol=1e-5, atol=1e-6)
             for tensor_b, tensor_d in zip(bucketed[rank][kind], ddp[rank][kind], strict=True):
                 torch.testing.assert_close(tensor_b, tensor_d, rtol=1e-5, atol=1e-6)
-    # Parameters agree across ranks; buffers are each rank's statistics from its own batches.
+    # Parameters agree across ranks. Buffers are each rank's statistics from its own batches.
     for param_0, param_1 in zip(allreduce[0]["params"], allreduce[1]["params"], strict=True):
         torch.testing.assert_close(param_0, param_1)
 
 
-def test_sync_buffers_gives_every_rank_rank_0s_statistics() -> None:
+def test_sync_buffers_copies_rank_0() -> None:
     """Ranks train on different data, so their batch-norm statistics differ until `sync_buffers`."""
     for scheme in ("allreduce", "ddp"):
         ranks = run_ranks(_one_step, 2, scheme, 0.05)
         running = [
-            (b0, b1)
-            for b0, b1 in zip(ranks[0]["buffers"], ranks[1]["buffers"], strict=True)
-            if b0.is_floating_point()
+            (buffer_0, buffer_1)
+            for buffer_0, buffer_1 in zip(ranks[0]["buffers"], ranks[1]["buffers"], strict=True)
+            if buffer_0.is_floating_point()
         ]
-        assert any(not torch.allclose(b0, b1) for b0, b1 in running), scheme
+        assert any(not torch.allclose(buffer_0, buffer_1) for buffer_0, buffer_1 in running), scheme
         for rank in range(2):
             for synced, rank_0 in zip(ranks[rank]["synced_buffers"], ranks[0]["buffers"], strict=True):
                 torch.testing.assert_close(synced, rank_0, rtol=0, atol=0)
@@ -205,15 +205,15 @@ def _checkpointed_buffers(rank: int, world_size: int) -> list[torch.Tensor]:
     run_training(
         job,
         WorkerContext(world_size, rank, rank, torch.device("cpu"), seed=3),
-        on_checkpoint=lambda s, r: states.append(s),
+        on_checkpoint=lambda state, record: states.append(state),
     )
     model_state = states[0]["task"]["model"]
     return [value for name, value in model_state.items() if "running" in name]
 
 
-def test_ranks_evaluate_and_checkpoint_the_same_statistics() -> None:
-    """After an epoch on different data, both ranks hold rank 0's batch-norm statistics."""
+def test_checkpoint_statistics_match_across_ranks() -> None:
+    """After an epoch on different data, both ranks checkpoint rank 0's batch-norm statistics."""
     ranks = run_ranks(_checkpointed_buffers, 2)
-    assert ranks[0], "the checkpoint holds no running statistics"
+    assert ranks[0], "the checkpoint contains no running statistics"
     for buffer_0, buffer_1 in zip(ranks[0], ranks[1], strict=True):
         torch.testing.assert_close(buffer_0, buffer_1, rtol=0, atol=0)

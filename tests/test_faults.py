@@ -135,7 +135,7 @@ def test_local_ray_binds_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 
     calls = []
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    # Set, then removed, so that the variable connect_ray sets is removed again after the test.
+    # Set, then removed, so that monkeypatch also removes the value connect_ray sets after the test.
     monkeypatch.setenv(PREEMPTION_WATCHER_ENV_VAR, "1")
     monkeypatch.delenv(PREEMPTION_WATCHER_ENV_VAR)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
@@ -144,15 +144,15 @@ def test_local_ray_binds_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls[0]["_node_ip_address"] == "127.0.0.1"
     assert calls[0]["dashboard_host"] == "127.0.0.1"
     assert calls[0]["address"] == "local"
-    # A local instance has no node to drain: the preemption watcher is off, unless the user set it.
+    # A local instance has no node to drain, so the preemption watcher is off unless the user set it.
     assert os.environ[PREEMPTION_WATCHER_ENV_VAR] == "0"
     monkeypatch.setenv(PREEMPTION_WATCHER_ENV_VAR, "1")
     assert connect_ray(None) is True
     assert os.environ[PREEMPTION_WATCHER_ENV_VAR] == "1"
 
 
-def test_joining_a_cluster_leaves_the_preemption_watcher_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a cluster, nodes can be drained: the sweep leaves Ray Train's preemption watcher as it is."""
+def test_cluster_keeps_preemption_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster's nodes can be drained, so joining one leaves Ray Train's preemption watcher unset."""
     import ray
 
     from mlbench_ray.sweep import PREEMPTION_WATCHER_ENV_VAR, connect_ray

@@ -4,11 +4,11 @@
 torch.distributed and divides by the world size. With several buckets, the all-reduces run while
 backward goes on. `ddp` is PyTorch DistributedDataParallel, which also all-reduces bucketed gradients
 during the backward pass. Both average gradients, so that from the same data they produce the same
-update. Buffers (batch-norm running statistics) do not enter the update: each rank keeps its own while
+update. Buffers (batch-norm running statistics) do not enter the update. Each rank keeps its own while
 training, and `sync_buffers` copies rank 0's to every rank before each evaluation, so that all ranks
-evaluate one model. Rank 0's statistics are the same as with a broadcast before every forward (DDP's
-default), which only ever copies rank 0's values, and a training step has one collective less to wait
-on.
+evaluate one model. Rank 0's statistics equal those of a broadcast before every forward (DDP's
+default), because that broadcast copies rank 0's values to the others and never changes rank 0's. A
+training step then has one collective less to wait on.
 """
 
 from __future__ import annotations
@@ -141,8 +141,7 @@ class BucketedAllReduce:
             self._next_launch += 1
 
     def sync_buffers(self) -> None:
-        if self.world_size > 1:
-            broadcast_buffers(self.train_model)
+        broadcast_buffers(self.train_model)
 
     def reduce_gradients(self) -> None:
         if self.world_size == 1:
@@ -194,8 +193,7 @@ class DDPAggregation:
         return nullcontext()
 
     def sync_buffers(self) -> None:
-        if _distributed_world_size() > 1:
-            broadcast_buffers(self.eval_model)
+        broadcast_buffers(self.eval_model)
 
     def reduce_gradients(self) -> None:
         # DDP has already averaged the gradients during backward.
@@ -203,7 +201,9 @@ class DDPAggregation:
 
 
 def broadcast_buffers(model: nn.Module) -> None:
-    """Copy rank 0's buffers to every rank: one coalesced broadcast per kind, floating point or not."""
+    """Copy rank 0's buffers to every rank: one broadcast for floating-point buffers, one for the rest."""
+    if _distributed_world_size() == 1:
+        return
     buffers = list(model.buffers())
     for group in (
         [b for b in buffers if b.is_floating_point()],

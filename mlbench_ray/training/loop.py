@@ -137,7 +137,7 @@ def run_training(
     def evaluate(epoch: int, epoch_step: int, epoch_steps: int, epoch_start: float) -> dict[str, Any]:
         """Evaluate on every rank's share of the test set, summed over ranks; return the record."""
         nonlocal best_metric
-        # Every rank evaluates (and checkpoints) rank 0's batch-norm statistics, so all ranks score one model.
+        # Rank 0's batch-norm statistics go to every rank, so all ranks evaluate and checkpoint one model.
         aggregator.sync_buffers()
         totals = task.evaluate(aggregator.eval_model)
         totals["train_loss_sum"] = float(interval["loss_sum"])
