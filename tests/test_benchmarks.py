@@ -40,3 +40,9 @@ def test_scaling_benchmark_rejects_unknown_scheme() -> None:
     result = run_script("orchestration_scaling.py", "--aggregation", "ddp,horovod")
     assert result.returncode == 2
     assert "--aggregation 'ddp,horovod': use allreduce, ddp or allreduce,ddp" in result.stderr
+
+
+def test_scaling_benchmark_rejects_zero_epochs() -> None:
+    result = run_script("orchestration_scaling.py", "--epochs", "0")
+    assert result.returncode == 2
+    assert "--epochs 0: use 1 or more" in result.stderr
