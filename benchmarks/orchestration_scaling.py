@@ -17,9 +17,9 @@ reports:
 - Scaling: samples/s of 2 workers over 1 worker on the same global work, and the communication share.
   With 2 or more epochs, also the speedup over the epochs after the first, from the rate that each
   epoch's evaluation records. It leaves out the first steps (memory allocation, the first collectives),
-  which weigh twice as much in the 2-worker trial because it runs half the steps. Synthetic data reaches
-  the goal within one epoch, so with 2 or more epochs the learning rate is 1e-9 and every trial trains
-  all epochs.
+  which weigh twice as much in the 2-worker trial because it runs half the steps. A trial can reach the
+  goal on synthetic data (100% top-1) in its first epoch, which would end it, so with 2 or more epochs
+  the learning rate is 1e-9 and every trial trains all epochs.
 Medians over `--repeats` sweeps per scheme. With both schemes, the sweeps alternate between them, and a
 last figure divides each scheme's median 2-worker rate by the median 1-worker rate of all sweeps: with
 one worker both schemes run the same code.
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -60,10 +61,12 @@ def run_sweep(steps: int, epochs: int, aggregation: str, bucket_mb: str, output:
         "--set", f"task_options.batch_size_per_worker={BATCH}",
         "--set", "task_options.augment=false",
         "--output-dir", str(output),
+        # Ray Train's run folders and checkpoints go with the results, not into ~/ray_results.
+        "--storage-path", str(output / "ray_storage"),
     ]  # fmt: skip
     if epochs > 1:
-        # Synthetic data reaches the goal (100% top-1) within the first epoch, which would end the trial.
-        # At this rate no trial learns enough to reach it; a step costs the same at any rate.
+        # A trial can reach the goal (100% top-1) on synthetic data in its first epoch, which would end
+        # it. At this rate no trial learns enough to reach it, and a step costs the same at any rate.
         args += ["--set", "task_options.lr_per_worker=1e-9"]
     start = time.perf_counter()
     status = main(args)
@@ -73,9 +76,28 @@ def run_sweep(steps: int, epochs: int, aggregation: str, bucket_mb: str, output:
     return elapsed, json.loads((output / "results.json").read_text())
 
 
+def is_positive_number(text: str) -> bool:
+    """Return whether `text` is a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value > 0
+
+
+def epoch_rates(trial: dict) -> list[float]:
+    """Return the samples/s of each epoch of a trial, from its evaluation records."""
+    return [record["samples_per_s"] for record in trial["curve"]]
+
+
 def rate_after_first_epoch(trial: dict) -> float:
-    """Samples/s over the trial's epochs after the first: every epoch trains the same samples."""
-    rates = [record["samples_per_s"] for record in trial["curve"] if record["epoch"] > 1]
+    """Return the samples/s over a trial's epochs after the first. Every epoch trains the same samples."""
+    rates = epoch_rates(trial)[1:]
+    if not rates:
+        raise SystemExit(
+            f"the {trial['workers']}-worker trial ended after its first epoch (status {trial['status']}), so "
+            f"it has no epochs after the first to measure"
+        )
     return len(rates) / sum(1.0 / rate for rate in rates)
 
 
@@ -83,7 +105,7 @@ def print_scheme(scheme: str, args: argparse.Namespace, ray_start_s: float, figu
     """Print one scheme's table of medians and runs."""
     print(
         f"\nResNet-20 on synthetic data, {scheme} (buckets: {args.bucket_mb} MiB), batch {BATCH} per worker, "
-        f"1 thread per worker, {len(figures['speedups'])} sweeps"
+        f"1 thread per worker, sweeps: {len(figures['speedups'])}"
     )
     print("| Figure | Median | Runs |")
     print("|---|---|---|")
@@ -105,6 +127,13 @@ def print_scheme(scheme: str, args: argparse.Namespace, ray_start_s: float, figu
     print_row("2-worker speedup, same global work", f"{statistics.median(speedups):.2f}x", speedup_runs)
     after_first = figures["speedups_after_first"]
     if after_first:
+        for workers in (1, 2):
+            # A run lists one sweep's epochs. The median is over all sweeps' epochs after the first.
+            sweeps = figures[f"epoch_rates{workers}"]
+            later_rates = [rate for rates in sweeps for rate in rates[1:]]
+            runs = [[round(rate, 1) for rate in rates] for rates in sweeps]
+            label = f"{workers}-worker samples/s per epoch (median: epochs after the first)"
+            print_row(label, f"{statistics.median(later_rates):.1f}", runs)
         after_first_runs = [round(v, 2) for v in after_first]
         median_text = f"{statistics.median(after_first):.2f}x"
         print_row("2-worker speedup, epochs after the first", median_text, after_first_runs)
@@ -114,7 +143,9 @@ def print_scheme(scheme: str, args: argparse.Namespace, ray_start_s: float, figu
 
 
 def main_benchmark() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument(
         "--steps", type=int, default=40, help="batches per worker and epoch in the 2-worker trial"
     )
@@ -123,7 +154,8 @@ def main_benchmark() -> None:
         type=int,
         default=1,
         help="epochs per trial, each of --steps batches per worker in the 2-worker trial. With 2 or more, "
-        "the table adds the speedup over the epochs after the first",
+        "the table adds the speedup over the epochs after the first, and the learning rate is 1e-9 so "
+        "that no trial stops at the goal",
     )
     parser.add_argument("--repeats", type=int, default=3, help="sweeps to run per scheme")
     parser.add_argument(
@@ -144,10 +176,15 @@ def main_benchmark() -> None:
     schemes = args.aggregation.split(",")
     unknown = sorted(set(schemes) - {"allreduce", "ddp"})
     if unknown or len(set(schemes)) != len(schemes):
-        parser.error(f"--aggregation {args.aggregation!r}: use allreduce, ddp or allreduce,ddp")
+        parser.error(
+            f"--aggregation {args.aggregation!r} is invalid: use allreduce, ddp or both, comma-separated, "
+            f"each once"
+        )
     for name in ("steps", "epochs", "repeats"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} {getattr(args, name)}: use 1 or more")
+            parser.error(f"--{name} {getattr(args, name)} is invalid: use an integer of 1 or more")
+    if args.bucket_mb != "none" and not is_positive_number(args.bucket_mb):
+        parser.error(f"--bucket-mb {args.bucket_mb!r} is invalid: use a size in MiB above 0, or none")
 
     start = time.perf_counter()
     connect_ray(None)  # the sweep's own start of a local instance, with its settings
@@ -161,6 +198,8 @@ def main_benchmark() -> None:
         "comm_shares",
         "rates1",
         "rates2",
+        "epoch_rates1",
+        "epoch_rates2",
     )
     figures: dict[str, dict[str, list]] = {scheme: {key: [] for key in keys} for scheme in schemes}
     torch.set_num_threads(1)
@@ -189,6 +228,7 @@ def main_benchmark() -> None:
                 scheme_figures["speedups_after_first"].append(after_first)
             for workers in (1, 2):
                 scheme_figures[f"rates{workers}"].append(trials[workers]["samples_per_s"])
+                scheme_figures[f"epoch_rates{workers}"].append(epoch_rates(trials[workers]))
             step = trials[2]["step_time"]
             if step["communication_s"] is not None:  # None under DDP, which overlaps it with backward
                 step_s = step["data_s"] + step["compute_s"] + step["communication_s"]
