@@ -85,20 +85,20 @@ def is_positive_number(text: str) -> bool:
     return math.isfinite(value) and value > 0
 
 
-def epoch_rates(trial: dict) -> list[float]:
+def epoch_rates(trial: dict, epochs: int) -> list[float]:
     """Return the samples/s of each epoch of a trial, from its evaluation records."""
-    return [record["samples_per_s"] for record in trial["curve"]]
-
-
-def rate_after_first_epoch(trial: dict) -> float:
-    """Return the samples/s over a trial's epochs after the first. Every epoch trains the same samples."""
-    rates = epoch_rates(trial)[1:]
-    if not rates:
+    rates = [record["samples_per_s"] for record in trial["curve"]]
+    if len(rates) < epochs:
         raise SystemExit(
-            f"the {trial['workers']}-worker trial ended after its first epoch (status {trial['status']}), so "
-            f"it has no epochs after the first to measure"
+            f"the {trial['workers']}-worker trial trained {len(rates)} of {epochs} epochs (status "
+            f"{trial['status']}), so its epochs after the first cannot be measured"
         )
-    return len(rates) / sum(1.0 / rate for rate in rates)
+    return rates
+
+
+def rate_after_first_epoch(rates: list[float]) -> float:
+    """Return the samples/s of the epochs after the first, as the harmonic mean of equal-sized epochs."""
+    return statistics.harmonic_mean(rates[1:])
 
 
 def print_scheme(scheme: str, args: argparse.Namespace, ray_start_s: float, figures: dict[str, list]) -> None:
@@ -125,8 +125,7 @@ def print_scheme(scheme: str, args: argparse.Namespace, ray_start_s: float, figu
     speedups = figures["speedups"]
     speedup_runs = [round(v, 2) for v in speedups]
     print_row("2-worker speedup, same global work", f"{statistics.median(speedups):.2f}x", speedup_runs)
-    after_first = figures["speedups_after_first"]
-    if after_first:
+    if args.epochs > 1:
         for workers in (1, 2):
             # A run lists one sweep's epochs. The median is over all sweeps' epochs after the first.
             sweeps = figures[f"epoch_rates{workers}"]
@@ -134,6 +133,10 @@ def print_scheme(scheme: str, args: argparse.Namespace, ray_start_s: float, figu
             runs = [[round(rate, 1) for rate in rates] for rates in sweeps]
             label = f"{workers}-worker samples/s per epoch (median: epochs after the first)"
             print_row(label, f"{statistics.median(later_rates):.1f}", runs)
+        after_first = [
+            rate_after_first_epoch(rates2) / rate_after_first_epoch(rates1)
+            for rates1, rates2 in zip(figures["epoch_rates1"], figures["epoch_rates2"], strict=True)
+        ]
         after_first_runs = [round(v, 2) for v in after_first]
         median_text = f"{statistics.median(after_first):.2f}x"
         print_row("2-worker speedup, epochs after the first", median_text, after_first_runs)
@@ -194,7 +197,6 @@ def main_benchmark() -> None:
         "overheads",
         "step_overheads",
         "speedups",
-        "speedups_after_first",
         "comm_shares",
         "rates1",
         "rates2",
@@ -223,12 +225,9 @@ def main_benchmark() -> None:
                 sweep_step_s = trials[1]["train_time_s"] / trials[1]["steps"]
                 scheme_figures["step_overheads"].append(sweep_step_s - plain_step_s)
             scheme_figures["speedups"].append(trials[2]["samples_per_s"] / trials[1]["samples_per_s"])
-            if args.epochs > 1:
-                after_first = rate_after_first_epoch(trials[2]) / rate_after_first_epoch(trials[1])
-                scheme_figures["speedups_after_first"].append(after_first)
             for workers in (1, 2):
                 scheme_figures[f"rates{workers}"].append(trials[workers]["samples_per_s"])
-                scheme_figures[f"epoch_rates{workers}"].append(epoch_rates(trials[workers]))
+                scheme_figures[f"epoch_rates{workers}"].append(epoch_rates(trials[workers], args.epochs))
             step = trials[2]["step_time"]
             if step["communication_s"] is not None:  # None under DDP, which overlaps it with backward
                 step_s = step["data_s"] + step["compute_s"] + step["communication_s"]

@@ -96,8 +96,9 @@ class BucketedAllReduce:
         self._accumulating = False
         if self.world_size > 1:
             # Start from rank 0's weights, as DDP does, whatever each rank initialised.
-            for tensor in [*self._params, *model.buffers()]:
-                dist.broadcast(tensor.data, src=0)
+            for param in self._params:
+                dist.broadcast(param.data, src=0)
+            broadcast_buffers(model)
         if self._overlap:
             for param in self._params:
                 param.register_post_accumulate_grad_hook(self._on_gradient_ready)
@@ -141,7 +142,7 @@ class BucketedAllReduce:
             self._next_launch += 1
 
     def sync_buffers(self) -> None:
-        broadcast_buffers(self.train_model)
+        broadcast_buffers(self.eval_model)
 
     def reduce_gradients(self) -> None:
         if self.world_size == 1:
